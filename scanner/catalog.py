@@ -1,0 +1,197 @@
+"""Catalogs: TOML files listing a service's endpoints, bundled or the user's own.
+
+A catalog looks like::
+
+    name = "defender-atp"
+    description = "..."
+    source = "the document the list was taken from"
+
+    [[endpoints]]
+    host = "crl.microsoft.com"
+    ports = [80]
+
+    [[endpoints]]
+    host = "*.blob.core.windows.net"   # a wildcard is not probed as such:
+    ports = [443]
+    probe = ["ussus1eastprod.blob.core.windows.net"]   # these names stand in for it
+    expect = "reachable"               # or "blocked"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from scanner.errors import CatalogError, UsageError
+from scanner.models import Catalog, Endpoint, Expectation
+from scanner.names import is_ip_literal, split_host_port, validate_hostname
+
+_CATALOG_KEYS = {"name", "description", "source", "endpoints"}
+_ENDPOINT_KEYS = {"host", "ports", "expect", "probe", "note"}
+
+
+def bundled_dir() -> Path:
+    """The folder holding the bundled catalogs, in a wheel or in the source tree."""
+    installed = resources.files("scanner") / "_catalogs"
+    if installed.is_dir():
+        return Path(str(installed))
+    return Path(__file__).resolve().parent.parent / "catalog"
+
+
+def bundled_names() -> list[str]:
+    folder = bundled_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.toml"))
+
+
+def resolve_catalog(spec: str) -> Path:
+    """Turn `defender-atp` or `./file.toml` into a path, or fail with a clear message."""
+    path = Path(spec)
+    looks_like_path = spec.endswith(".toml") or "/" in spec or "\\" in spec
+    if path.is_file() or looks_like_path:
+        return path
+    candidate = bundled_dir() / f"{spec}.toml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(bundled_names()) or "none"
+    raise CatalogError(f"unknown catalog {spec!r}: not a file, and not a bundled catalog ({known})")
+
+
+def load_catalog(spec: str) -> Catalog:
+    path = resolve_catalog(spec)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc.strerror or exc}") from None
+    return parse_catalog(data, str(path))
+
+
+def parse_catalog(data: bytes, origin: str) -> Catalog:
+    """Parse and validate catalog TOML; errors name `origin` and the offending field."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"catalog {origin}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"catalog {origin}: invalid TOML: {exc}") from None
+    return _build(doc, origin)
+
+
+def _fail(origin: str, where: str, what: str) -> CatalogError:
+    return CatalogError(f"catalog {origin}: {where}: {what}")
+
+
+def _string(doc: Mapping[str, Any], key: str, origin: str, where: str, required: bool) -> str:
+    value = doc.get(key)
+    if value is None:
+        if required:
+            raise _fail(origin, where + key, "missing (a string is required)")
+        return ""
+    if not isinstance(value, str):
+        raise _fail(origin, where + key, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _build(doc: Mapping[str, Any], origin: str) -> Catalog:
+    unknown = sorted(set(doc) - _CATALOG_KEYS)
+    if unknown:
+        raise _fail(origin, unknown[0], f"unknown key (expected one of {sorted(_CATALOG_KEYS)})")
+    name = _string(doc, "name", origin, "", required=True).strip()
+    if not name:
+        raise _fail(origin, "name", "must not be empty")
+    description = _string(doc, "description", origin, "", required=False)
+    source = _string(doc, "source", origin, "", required=False)
+    raw_endpoints = doc.get("endpoints")
+    if not isinstance(raw_endpoints, list) or not raw_endpoints:
+        raise _fail(origin, "endpoints", "missing or empty (add [[endpoints]] tables)")
+    endpoints: list[Endpoint] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_endpoints):
+        where = f"endpoints[{index}]"
+        if not isinstance(raw, dict):
+            raise _fail(origin, where, "expected a table")
+        for endpoint in _endpoints(raw, origin, where):
+            if endpoint.host in seen:
+                raise _fail(origin, f"{where}.host", f"{endpoint.host!r} is listed twice")
+            seen.add(endpoint.host)
+            endpoints.append(endpoint)
+    return Catalog(name, description, source, tuple(endpoints), origin)
+
+
+def _endpoints(raw: Mapping[str, Any], origin: str, where: str) -> Iterator[Endpoint]:
+    unknown = sorted(set(raw) - _ENDPOINT_KEYS)
+    if unknown:
+        raise _fail(origin, f"{where}.{unknown[0]}", f"unknown key (expected {sorted(_ENDPOINT_KEYS)})")
+    host = _string(raw, "host", origin, where + ".", required=True).strip().lower().rstrip(".")
+    ports = _ports(raw.get("ports"), origin, f"{where}.ports")
+    expect_text = _string(raw, "expect", origin, where + ".", required=False) or "reachable"
+    try:
+        expect = Expectation(expect_text)
+    except ValueError:
+        raise _fail(origin, f"{where}.expect", f"{expect_text!r} is not 'reachable' or 'blocked'") from None
+    note = _string(raw, "note", origin, where + ".", required=False) or None
+    probe = raw.get("probe")
+    if host.startswith("*."):
+        suffix = host[2:]
+        problem = validate_hostname(suffix)
+        if problem or "*" in suffix:
+            raise _fail(origin, f"{where}.host", f"{host!r}: {problem or 'only a leftmost * is allowed'}")
+        if not isinstance(probe, list) or not probe or not all(isinstance(p, str) for p in probe):
+            raise _fail(origin, f"{where}.probe",
+                        f"wildcard {host!r} needs a list of concrete host names to probe in its place")
+        for i, concrete in enumerate(probe):
+            name = concrete.strip().lower().rstrip(".")
+            problem = validate_hostname(name)
+            if problem:
+                raise _fail(origin, f"{where}.probe[{i}]", f"{concrete!r}: {problem}")
+            if not name.endswith("." + suffix):
+                raise _fail(origin, f"{where}.probe[{i}]", f"{concrete!r} is not under {host!r}")
+            yield Endpoint(name, ports, expect, wildcard=host, note=note)
+        return
+    if probe is not None:
+        raise _fail(origin, f"{where}.probe", "only a wildcard host takes a probe list")
+    problem = None if is_ip_literal(host) else validate_hostname(host)
+    if problem:
+        raise _fail(origin, f"{where}.host", f"{host!r}: {problem}")
+    yield Endpoint(host, ports, expect, note=note)
+
+
+def _ports(value: object, origin: str, where: str) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise _fail(origin, where, "expected a non-empty list of port numbers")
+    ports: list[int] = []
+    for port in value:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise _fail(origin, where, f"{port!r} is not a port number (1-65535)")
+        if port not in ports:
+            ports.append(port)
+    return tuple(ports)
+
+
+def parse_endpoint_flag(text: str) -> Endpoint:
+    """`--endpoint HOST:PORT[,PORT...]`: an ad-hoc endpoint."""
+    try:
+        host, port_text = split_host_port(text)
+    except ValueError as exc:
+        raise UsageError(f"--endpoint {text!r}: {exc}") from None
+    if port_text is None:
+        raise UsageError(f"--endpoint {text!r}: expected HOST:PORT (e.g. example.org:443)")
+    ports: list[int] = []
+    for part in port_text.split(","):
+        if not part.isdigit() or not 1 <= int(part) <= 65535:
+            raise UsageError(f"--endpoint {text!r}: {part!r} is not a port number (1-65535)")
+        ports.append(int(part))
+    host = host.lower().rstrip(".")
+    problem = None if is_ip_literal(host) else validate_hostname(host)
+    if problem:
+        raise UsageError(f"--endpoint {text!r}: {problem}")
+    return Endpoint(host, tuple(dict.fromkeys(ports)))
+

@@ -1,0 +1,36 @@
+"""The project's one exception root and its few meaningful subclasses.
+
+Every error a user can cause ends as a `ScannerError`: the CLI prints its
+message on one line of stderr and exits with `exit_status`, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ScannerError(Exception):
+    """Root of every error scanner raises on purpose."""
+
+    exit_status = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ScannerError):
+    """A flag or argument the user gave is malformed."""
+
+
+class CatalogError(ScannerError):
+    """A catalog cannot be found, read or parsed."""
+
+
+class ProxyURLError(UsageError):
+    """A proxy URL is malformed or uses an unsupported scheme."""
+
+
+class ProtocolError(ScannerError):
+    """A peer sent bytes that do not follow its protocol (raised inside probes only)."""

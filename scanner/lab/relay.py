@@ -1,0 +1,84 @@
+"""Helpers the lab's servers share: bounded head reads, byte relays, loopback connects."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import ByteStream, SocketStream
+
+from scanner.errors import ProtocolError
+from scanner.httphead import find_head_end
+
+HEAD_LIMIT = 16 * 1024
+IDLE_TIMEOUT = 30.0
+
+
+async def read_head(stream: ByteStream, limit: int = HEAD_LIMIT) -> tuple[bytes, bytes]:
+    """(head, bytes after it); ProtocolError on EOF or an oversized head."""
+    buffer = bytearray()
+    while True:
+        try:
+            chunk = await stream.receive(4096)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise ProtocolError("peer closed before the end of the head") from None
+        buffer += chunk
+        end = find_head_end(buffer, limit)
+        if end is not None:
+            return bytes(buffer[:end]), bytes(buffer[end:])
+
+
+async def _copy(source: ByteStream, sink: ByteStream) -> None:
+    try:
+        while True:
+            with anyio.fail_after(IDLE_TIMEOUT):
+                data = await source.receive(65536)
+            await sink.send(data)
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+            TimeoutError, OSError):
+        pass
+    finally:
+        try:
+            await sink.send_eof()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, RuntimeError):
+            pass  # uvloop raises RuntimeError when the transport is already closed
+
+
+async def relay(a: ByteStream, b: ByteStream, first_to_b: bytes = b"") -> None:
+    """Copy bytes both ways until both sides are done."""
+    if first_to_b:
+        await b.send(first_to_b)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_copy, a, b)
+        tg.start_soon(_copy, b, a)
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+async def connect_loopback(address: str, port: int, timeout: float) -> SocketStream:
+    """The lab's servers only ever connect to loopback addresses."""
+    if not is_loopback(address):
+        raise ConnectionRefusedError(f"the lab only connects to loopback, not {address}")
+    with anyio.fail_after(timeout):
+        return await anyio.connect_tcp(address, port)
+
+
+def shielded(handler: Callable[[SocketStream], Awaitable[None]],
+             limit: float) -> Callable[[SocketStream], Awaitable[None]]:
+    """A connection handler that cannot take its server down: a hostile or broken
+    client ends its own connection, nothing else."""
+
+    async def run(client: SocketStream) -> None:
+        with anyio.move_on_after(limit):
+            try:
+                await handler(client)
+            except Exception:  # noqa: BLE001, S110  (one bad connection must not stop the lab)
+                pass
+
+    return run

@@ -1,0 +1,95 @@
+"""The lab's world, as data: which name lives at which loopback address, and its faults."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from scanner.errors import UsageError
+from scanner.models import Catalog
+from scanner.names import validate_hostname
+
+
+class Fault(StrEnum):
+    NXDOMAIN = "nxdomain"  # the lab DNS answers NXDOMAIN; the proxies cannot resolve it either
+    CLOSED = "closed"  # nothing listens: connects are refused (RST)
+    FILTERED = "filtered"  # SYNs are dropped: connects time out
+    DENIED = "denied"  # the proxies refuse it by policy (HTTP 403, SOCKS reply 2)
+    AUTH = "auth"  # the HTTP proxy demands Basic authentication for it (407)
+    DELAY = "delay"  # the proxies wait `delay_ms` before answering for it
+
+
+@dataclass(frozen=True, slots=True)
+class LabHost:
+    name: str
+    address: str
+    ports: tuple[int, ...]
+    faults: frozenset[Fault] = frozenset()
+    delay_ms: int = 0
+
+
+FAULT_HELP = "nxdomain, closed, filtered, denied, auth, delay:MS"
+
+
+def parse_fault(text: str) -> tuple[str, Fault, int]:
+    """`HOST=FAULT` (`delay:MS` for a delay) -> (host, fault, delay in ms)."""
+    host, sep, spec = text.partition("=")
+    host = host.strip().lower()
+    spec = spec.strip().lower()
+    if not sep or not host or not spec:
+        raise UsageError(f"--fault {text!r}: expected HOST=FAULT ({FAULT_HELP})")
+    problem = validate_hostname(host)
+    if problem:
+        raise UsageError(f"--fault {text!r}: {problem}")
+    kind, _, arg = spec.partition(":")
+    try:
+        fault = Fault(kind)
+    except ValueError:
+        raise UsageError(f"--fault {text!r}: unknown fault {kind!r} ({FAULT_HELP})") from None
+    delay = 0
+    if fault is Fault.DELAY:
+        if not arg.isdigit() or not 0 < int(arg) <= 60_000:
+            raise UsageError(f"--fault {text!r}: expected delay:MS with MS from 1 to 60000")
+        delay = int(arg)
+    elif arg:
+        raise UsageError(f"--fault {text!r}: {kind} takes no argument")
+    return host, fault, delay
+
+
+def lab_address(index: int) -> str:
+    """The index-th lab address: 127.0.1.1, 127.0.1.2, ... skipping .0 and .255."""
+    if not 0 <= index < 250 * 254:
+        raise UsageError("the lab holds at most 63,500 hosts")
+    third, fourth = divmod(index, 250)
+    return str(ipaddress.IPv4Address(f"127.0.{third + 1}.{fourth + 1}"))
+
+
+def plan_hosts(catalog: Catalog, faults: Iterable[tuple[str, Fault, int]] = ()) -> tuple[LabHost, ...]:
+    """One loopback address per catalog host, faults attached; unknown fault hosts are an error."""
+    wanted: dict[str, set[Fault]] = {}
+    delays: dict[str, int] = {}
+    for host, fault, delay in faults:
+        wanted.setdefault(host, set()).add(fault)
+        if fault is Fault.DELAY:
+            delays[host] = delay
+    names = [e.host for e in catalog.endpoints]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise UsageError(f"--fault names {unknown[0]!r}, which is not in catalog {catalog.name!r}")
+    return tuple(
+        LabHost(e.host, lab_address(i), e.ports, frozenset(wanted.get(e.host, ())), delays.get(e.host, 0))
+        for i, e in enumerate(catalog.endpoints)
+    )
+
+
+def dns_records(hosts: Sequence[LabHost]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(records, faults) for the lab DNS zone."""
+    records = {h.name: [h.address] for h in hosts}
+    faults = {h.name: "nxdomain" for h in hosts if Fault.NXDOMAIN in h.faults}
+    return records, faults
+
+
+def by_name(hosts: Sequence[LabHost]) -> Mapping[str, LabHost]:
+    return {h.name: h for h in hosts}

@@ -1,0 +1,179 @@
+"""Data types shared by every stage: catalogs, routes, probe results and records.
+
+Everything here is immutable. States are enums whose values are the strings
+written in the JSON records, so the record schema is defined by this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Expectation(StrEnum):
+    """What the catalog says should happen when an endpoint is probed."""
+
+    REACHABLE = "reachable"
+    BLOCKED = "blocked"
+
+
+class DnsStatus(StrEnum):
+    RESOLVED = "resolved"
+    NXDOMAIN = "nxdomain"
+    NODATA = "nodata"
+    SERVFAIL = "servfail"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+class ConnectStatus(StrEnum):
+    # direct TCP (portqry's verdicts)
+    LISTENING = "listening"
+    NOT_LISTENING = "not_listening"
+    FILTERED = "filtered"
+    UNREACHABLE = "unreachable"
+    # through a proxy
+    TUNNEL = "tunnel"
+    DENIED = "denied"
+    AUTH_REQUIRED = "auth_required"
+    PROXY_ERROR = "proxy_error"
+    PROXY_UNREACHABLE = "proxy_unreachable"
+    # either
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    SKIPPED = "skipped"  # not attempted: the name did not resolve
+
+
+class RouteKind(StrEnum):
+    DIRECT = "direct"
+    HTTP = "http"
+    SOCKS4 = "socks4"
+    SOCKS5 = "socks5"
+    SOCKS5H = "socks5h"
+
+
+class RouteSource(StrEnum):
+    EXPLICIT = "explicit"  # --direct / --proxy
+    ENV = "env"  # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY
+    DEFAULT = "default"  # nothing configured: direct
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One host name of a catalog and the ports to probe on it."""
+
+    host: str
+    ports: tuple[int, ...]
+    expect: Expectation = Expectation.REACHABLE
+    wildcard: str | None = None  # the catalog's wildcard this concrete host stands for
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    name: str
+    description: str
+    source: str
+    endpoints: tuple[Endpoint, ...]
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a probe reaches its target: directly, or through one proxy."""
+
+    kind: RouteKind
+    host: str = ""
+    port: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    source: RouteSource = RouteSource.EXPLICIT
+
+    @property
+    def display(self) -> str:
+        """The route as written in records: credentials are never shown."""
+        if self.kind is RouteKind.DIRECT:
+            return "direct"
+        auth = "***@" if self.username is not None or self.password is not None else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.kind.value}://{auth}{host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"Route({self.display!r}, source={self.source.value!r})"
+
+
+DIRECT = Route(RouteKind.DIRECT)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One unit of work: an endpoint's port along one route."""
+
+    catalog: str | None
+    endpoint: Endpoint
+    port: int
+    route: Route
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResult:
+    status: DnsStatus
+    addresses: tuple[str, ...] = ()
+    cnames: tuple[str, ...] = ()
+    ms: float = 0.0
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One connect to one address (a name can resolve to several)."""
+
+    address: str
+    status: ConnectStatus
+    ms: float
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    status: ConnectStatus
+    ms: float = 0.0
+    http_status: int | None = None
+    detail: str | None = None
+    address: str | None = None  # the address that answered (direct) or the proxy's
+    attempts: tuple[Attempt, ...] = ()
+    auth_schemes: tuple[str, ...] = ()  # from Proxy-Authenticate
+    proxy_error: str | None = None  # squid's X-Squid-Error
+    reply_code: int | None = None  # SOCKS reply code
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The outcome of one probe: what is written as one log line."""
+
+    probe: Probe
+    dns: DnsResult
+    connect: ConnectResult
+    ok: bool
+    reason: str | None
+    ts: float
+
+
+@dataclass(slots=True)
+class Tally:
+    """Running counts for the summary line (mutable: the engine adds to it)."""
+
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def add(self, record: Record) -> None:
+        self.total += 1
+        if record.ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        key = record.connect.status.value
+        self.by_status[key] = self.by_status.get(key, 0) + 1

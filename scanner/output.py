@@ -1,0 +1,189 @@
+"""Output writers: JSON lines through structlog, and a readable console rendering.
+
+`record_fields` is the one place a Record becomes the documented schema.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import IO, Any, Protocol
+
+import orjson
+import structlog
+
+from scanner.models import ConnectStatus, Record, Tally
+
+SCHEMA = 1
+
+
+def iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_fields(record: Record) -> dict[str, Any]:
+    """The record as written: everything but `event`, in schema order."""
+    probe, dns, connect = record.probe, record.dns, record.connect
+    return {
+        "schema": SCHEMA,
+        "ts": iso_utc(record.ts),
+        "catalog": probe.catalog,
+        "host": probe.endpoint.host,
+        "port": probe.port,
+        "route": probe.route.display,
+        "route_source": probe.route.source.value,
+        "wildcard": probe.endpoint.wildcard,
+        "expect": probe.endpoint.expect.value,
+        "dns": {
+            "status": dns.status.value,
+            "addresses": list(dns.addresses),
+            "cnames": list(dns.cnames),
+            "ms": dns.ms,
+            "detail": dns.detail,
+        },
+        "connect": {
+            "status": connect.status.value,
+            "ms": connect.ms,
+            "http_status": connect.http_status,
+            "detail": connect.detail,
+            "address": connect.address,
+            "attempts": [
+                {"address": a.address, "status": a.status.value, "ms": a.ms, "detail": a.detail}
+                for a in connect.attempts
+            ],
+            "auth_schemes": list(connect.auth_schemes),
+            "proxy_error": connect.proxy_error,
+            "reply_code": connect.reply_code,
+        },
+        "ok": record.ok,
+        "reason": record.reason,
+    }
+
+
+def summary_fields(tally: Tally, elapsed_s: float, interrupted: bool) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "total": tally.total,
+        "ok": tally.ok,
+        "failed": tally.failed,
+        "elapsed_s": round(elapsed_s, 3),
+        "interrupted": interrupted,
+        "by_status": dict(sorted(tally.by_status.items())),
+    }
+
+
+class Writer(Protocol):
+    def record(self, record: Record) -> None: ...
+    def summary(self, tally: Tally, elapsed_s: float, interrupted: bool) -> None: ...
+    def close(self) -> None: ...
+
+
+def _event_first(_logger: object, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    return {"event": event.pop("event"), **event}
+
+
+def _dumps(value: Any, **_kw: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed as each is written (structlog + orjson)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._log = structlog.wrap_logger(
+            structlog.BytesLogger(stream),
+            processors=[_event_first, structlog.processors.JSONRenderer(serializer=_dumps)],
+            cache_logger_on_first_use=True,
+        )
+
+    def record(self, record: Record) -> None:
+        self._log.info("endpoint", **record_fields(record))
+
+    def summary(self, tally: Tally, elapsed_s: float, interrupted: bool) -> None:
+        self._log.info("summary", **summary_fields(tally, elapsed_s, interrupted))
+
+    def close(self) -> None:
+        if self._stream not in (sys.stdout.buffer, sys.stderr.buffer):
+            self._stream.close()
+
+
+_GREEN, _RED, _YELLOW, _DIM, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
+
+
+def colour_wanted(stream: IO[str]) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+class ConsoleWriter:
+    """Aligned columns for people; the same facts as the JSON lines, fewer of them."""
+
+    def __init__(self, stream: IO[str], target_width: int, route_width: int, colour: bool) -> None:
+        self._stream = stream
+        self._tw = max(target_width, 8)
+        self._rw = max(route_width, 6)
+        self._paint: Callable[[str, str], str] = (
+            (lambda code, text: f"{code}{text}{_RESET}") if colour else (lambda _c, text: text)
+        )
+        self._header_done = False
+
+    def _header(self) -> None:
+        head = f"{'':4}  {'TARGET':<{self._tw}}  {'ROUTE':<{self._rw}}  {'DNS':<9}  {'CONNECT':<17}  {'MS':>7}  DETAIL"
+        self._stream.write(self._paint(_BOLD, head) + "\n")
+        self._header_done = True
+
+    def record(self, record: Record) -> None:
+        if not self._header_done:
+            self._header()
+        probe, connect = record.probe, record.connect
+        mark = self._paint(_GREEN, " ok ") if record.ok else self._paint(_RED, "FAIL")
+        target = f"{probe.endpoint.host}:{probe.port}"
+        state = connect.status.value
+        tone = _GREEN if connect.status in (ConnectStatus.LISTENING, ConnectStatus.TUNNEL) else _YELLOW
+        dns_state = record.dns.status.value
+        detail = record.reason or connect.detail or ""
+        if probe.endpoint.wildcard:
+            detail = f"(for {probe.endpoint.wildcard}) {detail}".rstrip()
+        line = (
+            f"{mark}  {target:<{self._tw}}  {probe.route.display:<{self._rw}}  {dns_state:<9}  "
+            f"{self._paint(tone, f'{state:<17}')}  {connect.ms:>7.1f}  {self._paint(_DIM, detail)}"
+        )
+        self._stream.write(line.rstrip() + "\n")
+        self._stream.flush()
+
+    def summary(self, tally: Tally, elapsed_s: float, interrupted: bool) -> None:
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(tally.by_status.items()))
+        verdict = self._paint(_GREEN, "all ok") if tally.failed == 0 else self._paint(
+            _RED, f"{tally.failed} failed")
+        note = " (interrupted)" if interrupted else ""
+        self._stream.write(
+            f"\n{tally.total} checked in {elapsed_s:.2f}s{note}: {tally.ok} ok, {verdict}"
+            f"{' [' + counts + ']' if counts else ''}\n"
+        )
+        self._stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class Fanout:
+    """Writes every record to several writers and keeps the tally."""
+
+    def __init__(self, writers: list[Writer]) -> None:
+        self.writers = writers
+        self.tally = Tally()
+
+    def record(self, record: Record) -> None:
+        self.tally.add(record)
+        for writer in self.writers:
+            writer.record(record)
+
+    def summary(self, elapsed_s: float, interrupted: bool) -> None:
+        for writer in self.writers:
+            writer.summary(self.tally, elapsed_s, interrupted)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()

@@ -1,0 +1,59 @@
+"""What a run will do: the endpoints, the routes, the limits. Pure, no I/O.
+
+Probes are generated lazily from the plan, so however long the list, the
+engine only ever holds a bounded number of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from scanner.models import DIRECT, Catalog, Endpoint, Probe, Route
+from scanner.routes import EnvProxies
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """Either the explicit routes (`--direct`, `--proxy`), or the environment's choice."""
+
+    explicit: tuple[Route, ...]
+    env: EnvProxies | None
+
+    def routes_for(self, host: str, port: int) -> tuple[Route, ...]:
+        if self.explicit:
+            return self.explicit
+        if self.env is not None:
+            return (self.env.route_for(host, port),)
+        return (DIRECT,)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPlan:
+    catalog: Catalog | None
+    extra: tuple[Endpoint, ...]  # --endpoint, outside any catalog
+    routes: RoutePlan
+    dns_servers: tuple[str, ...]  # empty: the system's resolver configuration
+    timeout: float
+    concurrency: int
+
+    def endpoints(self) -> Iterator[tuple[str | None, Endpoint]]:
+        seen: set[tuple[str, int]] = set()
+        if self.catalog is not None:
+            for endpoint in self.catalog.endpoints:
+                seen.update((endpoint.host, port) for port in endpoint.ports)
+                yield self.catalog.name, endpoint
+        for endpoint in self.extra:
+            ports = tuple(p for p in endpoint.ports if (endpoint.host, p) not in seen)
+            seen.update((endpoint.host, port) for port in ports)
+            if ports:
+                yield None, Endpoint(endpoint.host, ports, endpoint.expect)
+
+    def probes(self) -> Iterator[Probe]:
+        for catalog_name, endpoint in self.endpoints():
+            for port in endpoint.ports:
+                for route in self.routes.routes_for(endpoint.host, port):
+                    yield Probe(catalog_name, endpoint, port, route)
+
+    def count(self) -> int:
+        return sum(1 for _ in self.probes())
