@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import partial
-from typing import IO, NoReturn
+from typing import BinaryIO, NoReturn
 
 import anyio
 
@@ -116,9 +116,9 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
                      args.timeout, args.concurrency)
 
 
-def _open_output(path: str) -> IO[bytes]:
+def _open_output(path: str) -> BinaryIO:
     try:
-        return open(path, "wb")  # noqa: SIM115  (closed by the writer)
+        return open(path, "wb")
     except OSError as exc:
         raise UsageError(f"cannot write --output {path}: {exc.strerror or exc}") from None
 

@@ -124,7 +124,9 @@ def parse_request_head(head: bytes) -> RequestHead:
 
 
 def _split_outside_quotes(value: str) -> list[str]:
-    parts, current, quoted, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in value:
         if escaped:
             escaped = False
@@ -148,7 +150,7 @@ def auth_schemes(head: ResponseHead) -> tuple[str, ...]:
         # several challenges may share one header; auth-params follow their scheme
         for part in _split_outside_quotes(value):
             token = part.strip().split(" ", 1)[0]
-            if token and "=" not in token and _TOKEN.match(token.encode("latin-1", "replace")):
-                if token not in schemes:
-                    schemes.append(token)
+            is_scheme = token and "=" not in token and _TOKEN.match(token.encode("latin-1", "replace"))
+            if is_scheme and token not in schemes:
+                schemes.append(token)
     return tuple(schemes)

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import IO, Any, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
 import orjson
 import structlog
@@ -91,7 +91,7 @@ def _dumps(value: Any, **_kw: Any) -> bytes:
 class JsonlWriter:
     """One JSON object per line, flushed as each is written (structlog + orjson)."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._log = structlog.wrap_logger(
             structlog.BytesLogger(stream),
@@ -110,7 +110,8 @@ class JsonlWriter:
             self._stream.close()
 
 
-_GREEN, _RED, _YELLOW, _DIM, _BOLD, _RESET = "\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
+_GREEN, _RED, _YELLOW = "\x1b[32m", "\x1b[31m", "\x1b[33m"
+_DIM, _BOLD, _RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
 
 def colour_wanted(stream: IO[str]) -> bool:
@@ -130,7 +131,8 @@ class ConsoleWriter:
         self._header_done = False
 
     def _header(self) -> None:
-        head = f"{'':4}  {'TARGET':<{self._tw}}  {'ROUTE':<{self._rw}}  {'DNS':<9}  {'CONNECT':<17}  {'MS':>7}  DETAIL"
+        head = (f"{'':4}  {'TARGET':<{self._tw}}  {'ROUTE':<{self._rw}}  {'DNS':<9}  "
+                f"{'CONNECT':<17}  {'MS':>7}  DETAIL")
         self._stream.write(self._paint(_BOLD, head) + "\n")
         self._header_done = True
 

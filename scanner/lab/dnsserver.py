@@ -194,7 +194,7 @@ async def _bind(host: str, port: int) -> tuple[UDPSocket, MultiListener[SocketSt
     """Bind UDP, then TCP on the same port; with port 0, retry if TCP finds it taken."""
     for _ in range(BIND_ATTEMPTS):
         udp = await anyio.create_udp_socket(local_host=host, local_port=port)
-        bound = udp.extra(SocketAttribute.local_port)  # noqa: S610 (anyio, not Django)
+        bound = udp.extra(SocketAttribute.local_port)
         try:
             listener = await anyio.create_tcp_listener(local_host=host, local_port=bound)
         except OSError:
@@ -233,4 +233,4 @@ async def serve_dns(
             await _serve_tcp_connection(stream, resolve)
 
         tg.start_soon(listener.serve, handle, tg)
-        task_status.started(udp.extra(SocketAttribute.local_port))  # noqa: S610
+        task_status.started(udp.extra(SocketAttribute.local_port))

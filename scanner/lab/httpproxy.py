@@ -6,15 +6,15 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 from anyio.abc import SocketStream, TaskStatus
 
 from scanner.errors import ProtocolError
 from scanner.httphead import parse_request_head
-from scanner.lab.relay import IDLE_TIMEOUT, shielded, connect_loopback, read_head, relay
+from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, read_head, relay, shielded
 from scanner.lab.zone import Fault, LabHost
 from scanner.names import split_host_port
 

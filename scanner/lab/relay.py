@@ -78,7 +78,7 @@ def shielded(handler: Callable[[SocketStream], Awaitable[None]],
         with anyio.move_on_after(limit):
             try:
                 await handler(client)
-            except Exception:  # noqa: BLE001, S110  (one bad connection must not stop the lab)
+            except Exception:  # noqa: S110  (one bad connection must not stop the lab)
                 pass
 
     return run

@@ -12,7 +12,7 @@ import anyio
 from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from scanner.lab.relay import IDLE_TIMEOUT, shielded, connect_loopback, relay
+from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, relay, shielded
 from scanner.lab.zone import Fault, LabHost
 
 SUCCEEDED, NOT_ALLOWED, HOST_UNREACHABLE, REFUSED, CMD_UNSUPPORTED, ATYP_UNSUPPORTED = 0, 2, 4, 5, 7, 8

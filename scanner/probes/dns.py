@@ -37,11 +37,10 @@ class DnsStage:
 
     def __init__(self, nameservers: Sequence[str] | None, timeout: float) -> None:
         self._timeout = timeout
-        options: dict[str, object] = {"timeout": max(timeout / 2, 0.25), "tries": 2}
-        if nameservers:
-            self._resolver = aiodns.DNSResolver(nameservers=list(nameservers), **options)
-        else:  # the system's resolver configuration
-            self._resolver = aiodns.DNSResolver(**options)
+        # None: the system's resolver configuration
+        self._resolver = aiodns.DNSResolver(
+            nameservers=list(nameservers) if nameservers else None,
+            timeout=max(timeout / 2, 0.25), tries=2)
         self._done: dict[str, DnsResult] = {}
         self._pending: dict[str, anyio.Event] = {}
 
@@ -97,10 +96,11 @@ class DnsStage:
         addresses: list[str] = []
         cnames: list[str] = []
         for rr in result.answer:
-            if rr.type == pycares.QUERY_TYPE_CNAME:
-                cnames.append(rr.data.cname.rstrip("."))
-            elif rr.type in (pycares.QUERY_TYPE_A, pycares.QUERY_TYPE_AAAA):
-                addresses.append(rr.data.addr)
+            data = rr.data
+            if isinstance(data, pycares.CNAMERecordData):
+                cnames.append(data.cname.rstrip("."))
+            elif isinstance(data, pycares.ARecordData | pycares.AAAARecordData):
+                addresses.append(data.addr)
         if not addresses:
             return DnsStatus.NODATA, [], cnames, f"no {qtype} record"
         return DnsStatus.RESOLVED, addresses, cnames, None
