@@ -51,9 +51,13 @@ async def running_lab(
     credentials: tuple[str, str] | None = None,
     proxy_connect_timeout: float = 1.0,
     dns_port: int = 0,
+    first_address: int = 0,
 ) -> AsyncIterator[RunningLab]:
-    """Start every lab server on loopback; they stop when the block ends."""
-    hosts = plan_hosts(catalog, faults)
+    """Start every lab server on loopback; they stop when the block ends.
+
+    Two labs can run at once when their `first_address` indexes keep them apart.
+    """
+    hosts = plan_hosts(catalog, faults, first_address)
     records, dns_faults = dns_records(hosts)
     names = by_name(hosts)
     droppers: list[SynDropper] = []

@@ -73,11 +73,12 @@ class SynDropper:
         self.sock = self._stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
         self.sock.bind((address, port))
         self.sock.listen(0)
+        bound = self.sock.getsockname()[:2]
         for _ in range(2):  # one fills the queue; the second makes sure
             filler = self._stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             filler.setblocking(False)
             try:
-                filler.connect((address, port))
+                filler.connect(bound)
             except BlockingIOError:
                 pass
 

@@ -66,8 +66,10 @@ def lab_address(index: int) -> str:
     return str(ipaddress.IPv4Address(f"127.0.{third + 1}.{fourth + 1}"))
 
 
-def plan_hosts(catalog: Catalog, faults: Iterable[tuple[str, Fault, int]] = ()) -> tuple[LabHost, ...]:
-    """One loopback address per catalog host, faults attached; unknown fault hosts are an error."""
+def plan_hosts(catalog: Catalog, faults: Iterable[tuple[str, Fault, int]] = (),
+               first: int = 0) -> tuple[LabHost, ...]:
+    """One loopback address per catalog host (from the `first`-th lab address on), faults
+    attached; a fault for a host outside the catalog is an error."""
     wanted: dict[str, set[Fault]] = {}
     delays: dict[str, int] = {}
     for host, fault, delay in faults:
@@ -79,7 +81,7 @@ def plan_hosts(catalog: Catalog, faults: Iterable[tuple[str, Fault, int]] = ()) 
     if unknown:
         raise UsageError(f"--fault names {unknown[0]!r}, which is not in catalog {catalog.name!r}")
     return tuple(
-        LabHost(e.host, lab_address(i), e.ports, frozenset(wanted.get(e.host, ())), delays.get(e.host, 0))
+        LabHost(e.host, lab_address(first + i), e.ports, frozenset(wanted.get(e.host, ())), delays.get(e.host, 0))
         for i, e in enumerate(catalog.endpoints)
     )
 
