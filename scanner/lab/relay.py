@@ -10,6 +10,8 @@ from anyio.abc import ByteStream, SocketStream
 
 from scanner.errors import ProtocolError
 from scanner.httphead import find_head_end
+from scanner.models import ConnectStatus
+from scanner.probes.tcp import ConnectFailed, open_socket
 
 HEAD_LIMIT = 16 * 1024
 IDLE_TIMEOUT = 30.0
@@ -65,8 +67,13 @@ async def connect_loopback(address: str, port: int, timeout: float) -> SocketStr
     """The lab's servers only ever connect to loopback addresses."""
     if not is_loopback(address):
         raise ConnectionRefusedError(f"the lab only connects to loopback, not {address}")
-    with anyio.fail_after(timeout):
-        return await anyio.connect_tcp(address, port)
+    try:
+        sock = await open_socket(address, port, timeout)
+    except ConnectFailed as failed:
+        if failed.status is ConnectStatus.FILTERED:
+            raise TimeoutError(failed.detail) from None
+        raise ConnectionRefusedError(failed.detail) from None
+    return await SocketStream.from_socket(sock)
 
 
 def shielded(handler: Callable[[SocketStream], Awaitable[None]],
