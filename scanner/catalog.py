@@ -186,7 +186,7 @@ def parse_endpoint_flag(text: str) -> Endpoint:
         raise UsageError(f"--endpoint {text!r}: expected HOST:PORT (e.g. example.org:443)")
     ports: list[int] = []
     for part in port_text.split(","):
-        if not part.isdigit() or not 1 <= int(part) <= 65535:
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= 65535:
             raise UsageError(f"--endpoint {text!r}: {part!r} is not a port number (1-65535)")
         ports.append(int(part))
     host = host.lower().rstrip(".")

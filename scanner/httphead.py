@@ -16,6 +16,7 @@ MAX_HEADERS = 100
 _STATUS_LINE = re.compile(rb"^HTTP/(\d)\.(\d) (\d{3})(?: (.*))?$")
 _REQUEST_LINE = re.compile(rb"^([A-Z]{1,20}) (\S{1,8190}) HTTP/(\d)\.(\d)$")
 _TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BLANK_LINE = re.compile(rb"\n\r?\n")  # CRLF or bare LF line ends, as curl tolerates
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +58,13 @@ def find_head_end(buffer: bytes | bytearray, limit: int = MAX_HEAD) -> int | Non
 
     Raises ProtocolError when the head outgrows `limit` without ending.
     """
-    end = buffer.find(b"\r\n\r\n")
-    if end >= 0:
-        if end + 4 > limit:
+    # the first blank line, whatever its line ends: bytes after it belong to the tunnel even
+    # when they hold a CRLF CRLF of their own
+    match = _BLANK_LINE.search(buffer)
+    if match is not None:
+        if match.end() > limit:
             raise ProtocolError(f"response head larger than {limit} bytes")
-        return end + 4
-    bare = buffer.find(b"\n\n")  # tolerate bare LF line ends, as curl does
-    if bare >= 0:
-        if bare + 2 > limit:
-            raise ProtocolError(f"response head larger than {limit} bytes")
-        return bare + 2
+        return match.end()
     if len(buffer) > limit:
         raise ProtocolError(f"response head larger than {limit} bytes")
     return None

@@ -60,6 +60,6 @@ def split_host_port(text: str) -> tuple[str, str | None]:
 
 
 def parse_port(text: str, what: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise ValueError(f"{what} {text!r} is not a port number (1-65535)")
     return int(text)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from scanner.models import DIRECT, Catalog, Endpoint, Probe, Route
-from scanner.routes import EnvProxies
+from scanner.models import Catalog, Endpoint, Probe, Route
+from scanner.routes import DEFAULT_DIRECT, EnvProxies
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class RoutePlan:
             return self.explicit
         if self.env is not None:
             return (self.env.route_for(host, port),)
-        return (DIRECT,)
+        return (DEFAULT_DIRECT,)
 
 
 @dataclass(frozen=True, slots=True)

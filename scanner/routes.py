@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from scanner.errors import ProxyURLError
-from scanner.models import DIRECT, Route, RouteKind, RouteSource
+from scanner.models import Route, RouteKind, RouteSource
 from scanner.names import is_ip_literal, split_host_port, validate_hostname
 
 _SCHEMES = {
@@ -21,19 +21,21 @@ _SCHEMES = {
     "socks5": RouteKind.SOCKS5,
     "socks5h": RouteKind.SOCKS5H,
 }
+DEFAULT_DIRECT = Route(RouteKind.DIRECT, source=RouteSource.DEFAULT)  # nothing configured
 _DEFAULT_PORTS = {RouteKind.HTTP: 80, RouteKind.SOCKS4: 1080, RouteKind.SOCKS5: 1080,
                   RouteKind.SOCKS5H: 1080}
 
 
 def redact_url(text: str) -> str:
-    """Hide anything between `://` and the last `@` of the authority: for error messages."""
+    """Hide anything between `://` and the last `@`: for error messages."""
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "", text
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}{sep}{authority}{slash}{path}"
+    # up to the last '@' anywhere, not just before the first '/': a password may hold an
+    # unencoded '/', and then the authority ends inside it
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return f"{scheme}{sep}{rest}"
 
 
 def parse_proxy_url(text: str, source: RouteSource = RouteSource.EXPLICIT) -> Route:
@@ -69,7 +71,7 @@ def parse_proxy_url(text: str, source: RouteSource = RouteSource.EXPLICIT) -> Ro
         raise ProxyURLError(f"proxy URL {shown!r}: {problem}")
     if port_text is None or port_text == "":
         port = _DEFAULT_PORTS[kind]
-    elif port_text.isdigit() and 1 <= int(port_text) <= 65535:
+    elif port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535:
         port = int(port_text)
     else:
         raise ProxyURLError(f"proxy URL {shown!r}: {port_text!r} is not a port number (1-65535)")
@@ -95,7 +97,7 @@ class EnvProxies:
             return Route(RouteKind.DIRECT, source=RouteSource.ENV)
         chosen = self.http if scheme_for_port(port) == "http" else self.https
         chosen = chosen or self.all
-        return chosen if chosen is not None else DIRECT
+        return chosen if chosen is not None else DEFAULT_DIRECT
 
     @property
     def configured(self) -> bool:

@@ -42,7 +42,7 @@ def _connect_ex(self: socket.socket, address: Any) -> int:
 
 def _sendto(self: socket.socket, data: Any, *args: Any) -> int:
     _check(args[-1])
-    return _real_sendto(self, data, *args)  # type: ignore[arg-type]
+    return _real_sendto(self, data, *args)
 
 
 @pytest.fixture(autouse=True)

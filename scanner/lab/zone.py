@@ -50,7 +50,7 @@ def parse_fault(text: str) -> tuple[str, Fault, int]:
         raise UsageError(f"--fault {text!r}: unknown fault {kind!r} ({FAULT_HELP})") from None
     delay = 0
     if fault is Fault.DELAY:
-        if not arg.isdigit() or not 0 < int(arg) <= 60_000:
+        if not (arg.isascii() and arg.isdigit()) or not 0 < int(arg) <= 60_000:
             raise UsageError(f"--fault {text!r}: expected delay:MS with MS from 1 to 60000")
         delay = int(arg)
     elif arg:
@@ -81,7 +81,8 @@ def plan_hosts(catalog: Catalog, faults: Iterable[tuple[str, Fault, int]] = (),
     if unknown:
         raise UsageError(f"--fault names {unknown[0]!r}, which is not in catalog {catalog.name!r}")
     return tuple(
-        LabHost(e.host, lab_address(first + i), e.ports, frozenset(wanted.get(e.host, ())), delays.get(e.host, 0))
+        LabHost(e.host, lab_address(first + i), e.ports, frozenset(wanted.get(e.host, ())),
+                delays.get(e.host, 0))
         for i, e in enumerate(catalog.endpoints)
     )
 

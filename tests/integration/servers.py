@@ -326,7 +326,7 @@ def dnsmasq(
             "--bind-interfaces",
             f"--port={port}",
             "--user=root",
-            "--pid-file",  # empty: no pid file
+            f"--pid-file={workdir / 'dnsmasq.pid'}",
             "--local=/#/",  # everything not configured here is NXDOMAIN, not REFUSED
             "--log-queries",
             f"--log-facility={log_path}",
@@ -397,11 +397,6 @@ def _squid_config(
         "forward_timeout 10 seconds",
         "connect_retries 0",
         "acl CONNECT method CONNECT",
-        "acl open_port myportname open",
-        # -n: match the literal host, never a reverse lookup of an IP target.
-        "acl allowed_domains dstdomain -n " + " ".join(allow_domains)
-        if allow_domains
-        else "acl allowed_domains src 0.0.0.0/32",  # matches nothing here
     ]
     if auth_port is not None:
         assert htpasswd is not None
@@ -421,10 +416,11 @@ def _squid_config(
     if allow_ports is not None:
         lines.append("acl allowed_ports port " + " ".join(str(p) for p in allow_ports))
         lines.append("http_access deny !allowed_ports")
-    lines += [
-        "http_access allow allowed_domains",
-        "http_access deny all",
-    ]
+    if allow_domains:
+        # -n: match the literal host, never a reverse lookup of an IP target.
+        lines.append("acl allowed_domains dstdomain -n " + " ".join(allow_domains))
+        lines.append("http_access allow allowed_domains")
+    lines.append("http_access deny all")
     return "\n".join(lines) + "\n"
 
 
@@ -573,6 +569,6 @@ def dante(*, port: int) -> Iterator[RunningServer]:
             except OSError:
                 return False
 
-        argv = [binary, "-f", str(conf), "-p", str(workdir / "danted.pid"), "-N", "1"]
+        argv = [binary, "-f", str(conf), "-p", str(workdir / "danted.pid")]
         with _running("danted", argv, workdir, ready):
             yield RunningServer("dante", "127.0.0.1", port, workdir / "danted.log", workdir)

@@ -138,7 +138,8 @@ async def test_connect_states(segments: Sequence[bytes], status: ConnectStatus,
 async def test_connect_head_split_with_tunnel_bytes_after_it() -> None:
     """Headers split across segments are all read; bytes after the head are not part of it."""
     head = (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: NTLM\r\n"
-            b"Proxy-Authenticate: Basic realm=\"corp, hq\"\r\nX-Squid-Error: ERR_CACHE_ACCESS_DENIED 0\r\n\r\n")
+            b"Proxy-Authenticate: Basic realm=\"corp, hq\"\r\n"
+            b"X-Squid-Error: ERR_CACHE_ACCESS_DENIED 0\r\n\r\n")
     segments = [head[i:i + 7] for i in range(0, len(head), 7)] + [b"\x16\x03\x01garbage-after-head"]
     async with scripted_server(replying(*segments, pause=0.001)) as port:
         result = await probe_http_connect("127.0.0.1", _route(port), "svc.test", 443, 2.0)
