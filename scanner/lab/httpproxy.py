@@ -65,7 +65,7 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
             return
         try:
             name, port_text = split_host_port(request.target)
-            if port_text is None or not port_text.isdigit():
+            if port_text is None or not (port_text.isascii() and port_text.isdigit()):
                 raise ValueError("no port")
         except ValueError:
             await _send(client, _response(400, "Bad Request", {"X-Squid-Error": "ERR_INVALID_URL 0"}))

@@ -23,7 +23,7 @@ def parse_dns_server(text: str) -> str:
         raise UsageError(f"--dns-server {text!r}: {exc}") from None
     if not is_ip_literal(host):
         raise UsageError(f"--dns-server {text!r}: expected an IP address, not a name")
-    if port is not None and (not port.isdigit() or not 1 <= int(port) <= 65535):
+    if port is not None and (not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535):
         raise UsageError(f"--dns-server {text!r}: {port!r} is not a port number (1-65535)")
     shown = f"[{host}]" if ":" in host else host
     return f"{shown}:{port or 53}"

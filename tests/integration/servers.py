@@ -24,6 +24,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,41 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def banner_listener(
+    host: str = "127.0.0.1", port: int = 0, banner: bytes = b"scanner-test\n"
+) -> Iterator[int]:
+    """A TCP listener on `host` that greets every client with `banner`; yields its port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    server = socket.socket(family, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, port))
+    server.listen(64)
+    server.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.settimeout(2.0)
+                conn.sendall(banner)
+
+    thread = threading.Thread(target=serve, name=f"banner-{host}", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+        server.close()
 
 
 def _can_connect(host: str, port: int) -> bool:
@@ -181,9 +217,7 @@ def _parse_reply(message: bytes) -> DnsReply:
 
 def _require_netns() -> None:
     if os.environ.get("SCANNER_TEST_NETNS") != "1":
-        raise ServerStartError(
-            "test servers run only inside the private network namespace; use tests/run"
-        )
+        raise ServerStartError("test servers run only inside the private network namespace; use tests/run")
 
 
 def _read_logs(workdir: Path) -> str:
@@ -221,6 +255,7 @@ def _running(
     ready: Callable[[], bool],
     *,
     timeout: float = START_TIMEOUT,
+    stop_signal: signal.Signals = signal.SIGTERM,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `argv` in its own process group until the block exits."""
     console = workdir / f"{name}-console.log"
@@ -237,7 +272,7 @@ def _running(
         _wait_ready(name, proc, workdir, ready, timeout)
         yield proc
     finally:
-        _stop(proc)
+        _stop(proc, stop_signal)
 
 
 def _wait_ready(
@@ -251,8 +286,7 @@ def _wait_ready(
     for _ in range(int(timeout / _POLL_INTERVAL) + 1):
         if proc.poll() is not None:
             raise ServerStartError(
-                f"{name} exited with status {proc.returncode} during start-up\n"
-                + _read_logs(workdir)
+                f"{name} exited with status {proc.returncode} during start-up\n" + _read_logs(workdir)
             )
         if ready():
             return
@@ -262,8 +296,8 @@ def _wait_ready(
     raise ServerStartError(f"{name} did not answer within {timeout:.0f} s\n" + _read_logs(workdir))
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
+def _stop(proc: subprocess.Popen[bytes], first: signal.Signals) -> None:
+    for sig, grace in ((first, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         try:
@@ -470,22 +504,47 @@ def squid(
                 htpasswd=htpasswd,
             )
         )
-        _give_to_user(workdir, "proxy")
         ports = [port] if auth_port is None else [port, auth_port]
 
         def ready() -> bool:
             return all(_can_connect("127.0.0.1", p) for p in ports)
 
-        with _running("squid", [binary, "-N", "-f", str(conf)], workdir, ready):
-            yield SquidServer(
-                "squid",
-                "127.0.0.1",
-                port,
-                workdir / "squid.log",
-                workdir,
-                auth_port=auth_port,
-                users=users,
-            )
+        # Squid names its shared-memory segments /dev/shm/SERVICE-*.shm, even
+        # without SMP: a unique service name keeps concurrent squids apart.
+        service = f"scanner{secrets.token_hex(4)}"
+        argv = [binary, "-N", "-n", service, "-f", str(conf)]
+        if _only_own_uid_mapped():
+            # Squid refuses to keep root and cannot drop to `proxy` when the
+            # user namespace maps only uid 0 (unshare -r): run it as a
+            # non-root uid in a nested user namespace; it then drops nothing.
+            argv = [_find_binary("unshare"), "--user", "--map-user=65534", "--map-group=65534", *argv]
+        else:
+            _give_to_user(workdir, "proxy")
+        try:
+            # SIGTERM costs ~2 s even with shutdown_lifetime 0, and without a
+            # cache there is nothing to save: kill squid and its auth helpers.
+            with _running("squid", argv, workdir, ready, stop_signal=signal.SIGKILL):
+                yield SquidServer(
+                    "squid",
+                    "127.0.0.1",
+                    port,
+                    workdir / "squid.log",
+                    workdir,
+                    auth_port=auth_port,
+                    users=users,
+                )
+        finally:
+            for segment in Path("/dev/shm").glob(f"{service}-*.shm"):
+                segment.unlink(missing_ok=True)
+
+
+def _only_own_uid_mapped() -> bool:
+    """True inside a user namespace that maps a single uid, as `unshare -r` makes."""
+    try:
+        rows = Path("/proc/self/uid_map").read_text().splitlines()
+    except OSError:
+        return False
+    return sum(int(row.split()[2]) for row in rows if row.strip()) <= 1
 
 
 def _give_to_user(workdir: Path, user: str) -> None:
@@ -505,7 +564,7 @@ def _give_to_user(workdir: Path, user: str) -> None:
 # dante
 
 
-def _dante_config(workdir: Path, port: int) -> str:
+def _dante_config(workdir: Path, port: int, unprivileged_user: str) -> str:
     log = workdir / "danted.log"
     return f"""\
 logoutput: {log}
@@ -515,7 +574,7 @@ external: lo
 clientmethod: none
 socksmethod: none
 user.privileged: root
-user.unprivileged: nobody
+user.unprivileged: {unprivileged_user}
 timeout.negotiate: 10
 timeout.connect: 5
 
@@ -557,9 +616,11 @@ def dante(*, port: int) -> Iterator[RunningServer]:
     binary = _find_binary("danted")
     with _workdir("dante") as workdir:
         conf = workdir / "danted.conf"
-        conf.write_text(_dante_config(workdir, port))
+        # Under `unshare -r` uid 0 is the only uid there is to switch to.
+        unprivileged_user = "root" if _only_own_uid_mapped() else "nobody"
+        conf.write_text(_dante_config(workdir, port, unprivileged_user))
         (workdir / "danted.log").touch()
-        _give_to_user(workdir, "nobody")
+        _give_to_user(workdir, unprivileged_user)
 
         def ready() -> bool:
             try:
