@@ -85,7 +85,7 @@ def test_defender_atp_through_real_squid_dnsmasq_and_dante(setup: Setup) -> None
     table = by_route(found)
     assert len(found) == len(table) == 36 == summary["total"]
     got = {key: r["connect"]["status"] for key, r in table.items()}
-    expected = {}
+    expected: dict[tuple[str, str], str] = {}
     for host, where in HOSTS.items():
         if where is None:
             expected |= {(host, "direct"): "skipped", (host, "http"): "proxy_error",
