@@ -78,18 +78,14 @@ async def run_probe(dns: DnsStage, probe: Probe, timeout: float) -> Record:
     else:
         # the proxy resolves the name: our own lookup runs beside it, for the record only
         dns_box: list[DnsResult] = []
-        connect_box: list[ConnectResult] = []
 
         async def look() -> None:
             dns_box.append(await dns.lookup(host))
 
-        async def go() -> None:
-            connect_box.append(await _through_proxy(dns, probe, None, timeout))
-
         async with anyio.create_task_group() as tg:
             tg.start_soon(look)
-            tg.start_soon(go)
-        dns_result, connect = dns_box[0], connect_box[0]
+            connect = await _through_proxy(dns, probe, None, timeout)
+        dns_result = dns_box[0]
     ok, reason = judge(probe, dns_result, connect)
     return Record(probe, dns_result, connect, ok, reason, time.time())
 

@@ -9,6 +9,9 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
 def is_ip_literal(text: str) -> bool:
+    # fast path for the common case, a host name: ipaddress raises twice to say no
+    if ":" not in text and not text[-1:].isdigit():
+        return False
     try:
         ipaddress.ip_address(text)
     except ValueError:
