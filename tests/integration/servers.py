@@ -332,6 +332,8 @@ def dnsmasq(
       no answers (NODATA);
     * every other name -- subdomains of listed names, other TLDs, bare
       labels, and all of `nxdomain_names` -- answers NXDOMAIN;
+    * one extra name, ``ready-<random hex>.invalid``, answers 127.0.0.1 (the
+      start-up probe);
     * `extra_cnames` maps alias -> target: the alias answers a CNAME plus the
       target's addresses.  The target should be in `records`; a target that
       is not answers just the dangling CNAME with NOERROR.
@@ -372,13 +374,17 @@ def dnsmasq(
                 ipaddress.ip_address(address)  # reject typos early
                 argv.append(f"--host-record={record_name},{address}")
         argv.extend(f"--cname={alias},{target}" for alias, target in cnames.items())
+        # A name only this instance knows, so that readiness is never taken
+        # from another dnsmasq still holding the port.
+        probe_name = f"ready-{secrets.token_hex(6)}.invalid"
+        argv.append(f"--host-record={probe_name},127.0.0.1")
 
         def ready() -> bool:
             try:
-                dns_query("ready.invalid", server="127.0.0.1", port=port, timeout=0.2)
+                reply = dns_query(probe_name, server="127.0.0.1", port=port, timeout=0.2)
             except OSError:
                 return False
-            return True
+            return reply.addresses() == ["127.0.0.1"]
 
         with _running("dnsmasq", argv, workdir, ready):
             yield RunningServer("dnsmasq", "127.0.0.1", port, log_path, workdir)
@@ -471,12 +477,21 @@ def squid(
     """A squid 5 HTTP proxy on 127.0.0.1:`port` that only tunnels (CONNECT).
 
     CONNECT to a host matching `allow_domains` (squid dstdomain syntax:
-    ``name`` exact, ``.name`` the name and its subdomains) on any port, or
-    only `allow_ports` if given, is allowed; every other request gets 403
-    with ``X-Squid-Error: ERR_ACCESS_DENIED 0``.  On `auth_port` every
-    request first needs Basic credentials from `users` (407 with
-    ``Proxy-Authenticate: Basic realm="scanner-test"`` otherwise).  Squid
-    resolves names only through `dns` port 53, i.e. the `dnsmasq` helper.
+    ``name`` exact, ``.name`` the name and its subdomains; IP literals never
+    match a name) on any port, or only `allow_ports` if given, is allowed.
+    On `auth_port` every request first needs Basic credentials from `users`.
+    Squid resolves names only through `dns` port 53, i.e. the `dnsmasq`
+    helper.  What squid 5.7 answers (checked by test_servers_smoke.py):
+
+    * allowed, target listening: ``200 Connection established``, then the tunnel;
+    * any other name, an IP literal, or any method but CONNECT: 403,
+      ``X-Squid-Error: ERR_ACCESS_DENIED 0``;
+    * `auth_port` without (or with wrong) credentials, whatever the target:
+      407, ``Proxy-Authenticate: Basic realm="scanner-test"``,
+      ``X-Squid-Error: ERR_CACHE_ACCESS_DENIED 0``;
+    * allowed name, nothing listening: 503, ``ERR_CONNECT_FAIL 111``;
+    * allowed name that is NXDOMAIN: 500, ``ERR_CANNOT_FORWARD 0`` (not
+      ERR_DNS_FAIL).
     """
     _require_netns()
     users = dict(users or {})

@@ -6,6 +6,7 @@ import base64
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -198,6 +199,10 @@ def test_squid_denies_other_names(proxy: SquidServer, target_port: int) -> None:
         sock.close()
         assert status == 403, target
         assert headers["x-squid-error"] == "ERR_ACCESS_DENIED 0"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET http://allowed.example.test/ HTTP/1.1\r\nHost: allowed.example.test\r\n\r\n")
+        status, headers = read_head(sock)
+    assert (status, headers["x-squid-error"]) == (403, "ERR_ACCESS_DENIED 0")
 
 
 def test_squid_connect_fail_and_unresolvable_name(proxy: SquidServer, target_port: int) -> None:
@@ -243,8 +248,14 @@ def test_dante_connects_by_name(socks: RunningServer, dns: RunningServer, target
     with sock:
         assert reply == 0
         assert recv_exactly(sock, len(BANNER)) == BANNER
-    # Dante resolved through the namespace's /etc/resolv.conf, i.e. our dnsmasq.
-    assert "query[A] socks.example.test from 127.0.0.1" in dns.log()
+    # Dante resolved through the namespace's /etc/resolv.conf, i.e. our dnsmasq
+    # (which may write its log a moment after answering).
+    for _ in range(40):
+        if "query[A] socks.example.test from 127.0.0.1" in dns.log():
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("dnsmasq never saw dante's query:\n" + dns.log())
 
 
 def test_dante_failures(socks: RunningServer, target_port: int) -> None:
