@@ -27,7 +27,7 @@ from typing import Any
 
 from scanner.errors import CatalogError, UsageError
 from scanner.models import Catalog, Endpoint, Expectation
-from scanner.names import is_ip_literal, split_host_port, validate_hostname
+from scanner.names import is_ip_literal, split_host_port, to_ascii, validate_hostname
 
 _CATALOG_KEYS = {"name", "description", "source", "endpoints"}
 _ENDPOINT_KEYS = {"host", "ports", "expect", "probe", "note"}
@@ -61,25 +61,35 @@ def resolve_catalog(spec: str) -> Path:
     raise CatalogError(f"unknown catalog {spec!r}: not a file, and not a bundled catalog ({known})")
 
 
+MAX_CATALOG_BYTES = 16 * 1024 * 1024
+
+
 def load_catalog(spec: str) -> Catalog:
     path = resolve_catalog(spec)
     try:
-        data = path.read_bytes()
+        if path.exists() and not path.is_file():
+            raise CatalogError(f"cannot read catalog {path}: not a regular file")
+        with path.open("rb") as handle:  # bounded: a catalog is never this big
+            data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"catalog {path}: larger than {MAX_CATALOG_BYTES // 2**20} MiB")
     return parse_catalog(data, str(path))
 
 
 def parse_catalog(data: bytes, origin: str) -> Catalog:
     """Parse and validate catalog TOML; errors name `origin` and the offending field."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # Windows editors write a BOM
     except UnicodeDecodeError as exc:
         raise CatalogError(f"catalog {origin}: not UTF-8 text (byte {exc.start})") from None
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"catalog {origin}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise CatalogError(f"catalog {origin}: invalid TOML: nested too deeply") from None
     return _build(doc, origin)
 
 
@@ -128,7 +138,7 @@ def _endpoints(raw: Mapping[str, Any], origin: str, where: str) -> Iterator[Endp
     unknown = sorted(set(raw) - _ENDPOINT_KEYS)
     if unknown:
         raise _fail(origin, f"{where}.{unknown[0]}", f"unknown key (expected {sorted(_ENDPOINT_KEYS)})")
-    host = _string(raw, "host", origin, where + ".", required=True).strip().lower().rstrip(".")
+    host = to_ascii(_string(raw, "host", origin, where + ".", required=True).strip().lower().rstrip("."))
     ports = _ports(raw.get("ports"), origin, f"{where}.ports")
     expect_text = _string(raw, "expect", origin, where + ".", required=False) or "reachable"
     try:
@@ -146,7 +156,7 @@ def _endpoints(raw: Mapping[str, Any], origin: str, where: str) -> Iterator[Endp
             raise _fail(origin, f"{where}.probe",
                         f"wildcard {host!r} needs a list of concrete host names to probe in its place")
         for i, concrete in enumerate(probe):
-            name = concrete.strip().lower().rstrip(".")
+            name = to_ascii(concrete.strip().lower().rstrip("."))
             problem = validate_hostname(name)
             if problem:
                 raise _fail(origin, f"{where}.probe[{i}]", f"{concrete!r}: {problem}")
@@ -189,7 +199,7 @@ def parse_endpoint_flag(text: str) -> Endpoint:
         if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= 65535:
             raise UsageError(f"--endpoint {text!r}: {part!r} is not a port number (1-65535)")
         ports.append(int(part))
-    host = host.lower().rstrip(".")
+    host = to_ascii(host.lower().rstrip("."))
     problem = None if is_ip_literal(host) else validate_hostname(host)
     if problem:
         raise UsageError(f"--endpoint {text!r}: {problem}")

@@ -23,7 +23,7 @@ from scanner.engine import run_check
 from scanner.errors import ScannerError, UsageError
 from scanner.limits import fit_concurrency, raise_nofile_limit
 from scanner.models import DIRECT, Route
-from scanner.output import ConsoleWriter, Fanout, JsonlWriter, Writer, colour_wanted
+from scanner.output import ConsoleWriter, Fanout, JsonlWriter, StdoutClosed, Writer, colour_wanted
 from scanner.plan import CheckPlan, RoutePlan
 from scanner.probes.dns import parse_dns_server
 from scanner.routes import env_proxies, parse_proxy_url
@@ -50,8 +50,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
+    if not 0.001 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0.001 to 3600 seconds")
     return value
 
 
@@ -117,6 +117,8 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
 
 
 def _open_output(path: str) -> BinaryIO:
+    if not path:
+        raise UsageError("--output needs a file name")
     try:
         return open(path, "wb")
     except OSError as exc:
@@ -133,7 +135,7 @@ def make_writers(args: argparse.Namespace, plan: CheckPlan) -> list[Writer]:
         writers.append(ConsoleWriter(sys.stdout, width, route_width, colour_wanted(sys.stdout)))
     else:
         writers.append(JsonlWriter(sys.stdout.buffer))
-    if args.output:
+    if args.output is not None:
         writers.append(JsonlWriter(_open_output(args.output)))
     return writers
 
@@ -187,29 +189,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     return execute_check(plan, make_writers(args, plan))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "check":
-            return cmd_check(args)
-        from scanner.lab.cli import cmd_demo, cmd_lab  # noqa: PLC0415
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return cmd_check(args)
+    from scanner.lab.cli import cmd_demo, cmd_lab  # noqa: PLC0415
 
-        if args.command == "lab":
-            return cmd_lab(args)
-        return cmd_demo(args)
-    except ScannerError as exc:
-        sys.stderr.write(f"scanner: error: {exc.message}\n")
-        return exc.exit_status
-    except BrokenPipeError:
+    if args.command == "lab":
+        return cmd_lab(args)
+    return cmd_demo(args)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _exit_for(exc: BaseException) -> int:
+    """One line on stderr (or none) and the exit status, for whatever ended the run."""
+    leaves = _leaves(exc)
+    for leaf in leaves:
+        if isinstance(leaf, ScannerError):
+            sys.stderr.write(f"scanner: error: {leaf.message}\n")
+            return leaf.exit_status
+    if any(isinstance(leaf, BrokenPipeError | StdoutClosed) for leaf in leaves):
         # the reader went away (`scanner check ... | head`): not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        return EXIT_INTERRUPTED
+    # no traceback by default: it could carry a proxy password
+    names = ", ".join(sorted({type(leaf).__name__ for leaf in leaves}))
+    sys.stderr.write(f"scanner: internal error: {names} "
+                     "(please report it; SCANNER_DEBUG=1 shows the traceback)\n")
+    return EXIT_INTERNAL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except Exception as exc:
+        if os.environ.get("SCANNER_DEBUG") == "1" and not isinstance(exc, ScannerError):
+            raise
+        return _exit_for(exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as exc:  # no traceback by default: it could carry a proxy password
-        if os.environ.get("SCANNER_DEBUG") == "1":
-            raise
-        sys.stderr.write(f"scanner: internal error: {type(exc).__name__} "
-                         "(please report it; run with the same flags to reproduce)\n")
-        return EXIT_INTERNAL

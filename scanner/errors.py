@@ -32,5 +32,9 @@ class ProxyURLError(UsageError):
     """A proxy URL is malformed or uses an unsupported scheme."""
 
 
+class OutputError(ScannerError):
+    """Results cannot be written (disk full, closed file)."""
+
+
 class ProtocolError(ScannerError):
     """A peer sent bytes that do not follow its protocol (raised inside probes only)."""

@@ -19,6 +19,16 @@ def is_ip_literal(text: str) -> bool:
     return True
 
 
+def to_ascii(name: str) -> str:
+    """An internationalised name in its ASCII (punycode) form; ASCII names unchanged."""
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name  # validate_hostname will say what is wrong
+
+
 def validate_hostname(name: str) -> str | None:
     """None when `name` is a usable DNS name, else what is wrong with it."""
     if not name:

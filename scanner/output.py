@@ -14,6 +14,7 @@ from typing import IO, Any, BinaryIO, Protocol
 import orjson
 import structlog
 
+from scanner.errors import OutputError
 from scanner.models import ConnectStatus, Record, Tally
 
 SCHEMA = 1
@@ -114,6 +115,14 @@ _GREEN, _RED, _YELLOW = "\x1b[32m", "\x1b[31m", "\x1b[33m"
 _DIM, _BOLD, _RESET = "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]}
+
+
+def printable(text: str) -> str:
+    """What a peer sent, made safe for a terminal: control characters escaped."""
+    return text.translate(_CONTROL)
+
+
 def colour_wanted(stream: IO[str]) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
@@ -145,7 +154,7 @@ class ConsoleWriter:
         state = connect.status.value
         tone = _GREEN if connect.status in (ConnectStatus.LISTENING, ConnectStatus.TUNNEL) else _YELLOW
         dns_state = record.dns.status.value
-        detail = record.reason or connect.detail or ""
+        detail = printable(record.reason or connect.detail or "")
         if probe.endpoint.wildcard:
             detail = f"(for {probe.endpoint.wildcard}) {detail}".rstrip()
         line = (
@@ -170,22 +179,44 @@ class ConsoleWriter:
         pass
 
 
+class StdoutClosed(Exception):
+    """Every writer is gone: the reader of stdout went away and there is no --output."""
+
+
 class Fanout:
-    """Writes every record to several writers and keeps the tally."""
+    """Writes every record to several writers and keeps the tally.
+
+    A writer whose reader went away (`| head`) is dropped and the others go on;
+    a writer that cannot write (disk full) stops the run with an OutputError.
+    """
 
     def __init__(self, writers: list[Writer]) -> None:
         self.writers = writers
         self.tally = Tally()
+        self.stdout_closed = False
+
+    def _each(self, action: Callable[[Writer], None]) -> None:
+        for writer in list(self.writers):
+            try:
+                action(writer)
+            except BrokenPipeError:
+                self.writers.remove(writer)
+                self.stdout_closed = True
+            except OSError as exc:
+                raise OutputError(f"cannot write results: {exc.strerror or exc}") from None
+        if not self.writers:
+            raise StdoutClosed
 
     def record(self, record: Record) -> None:
         self.tally.add(record)
-        for writer in self.writers:
-            writer.record(record)
+        self._each(lambda writer: writer.record(record))
 
     def summary(self, elapsed_s: float, interrupted: bool) -> None:
-        for writer in self.writers:
-            writer.summary(self.tally, elapsed_s, interrupted)
+        self._each(lambda writer: writer.summary(self.tally, elapsed_s, interrupted))
 
     def close(self) -> None:
         for writer in self.writers:
-            writer.close()
+            try:
+                writer.close()
+            except OSError:
+                pass

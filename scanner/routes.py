@@ -54,13 +54,16 @@ def parse_proxy_url(text: str, source: RouteSource = RouteSource.EXPLICIT) -> Ro
         raise ProxyURLError(f"proxy URL {shown!r}: unsupported scheme {scheme!r} (use {supported})")
     authority, _, path = rest.partition("/")
     if path.strip("/"):
-        raise ProxyURLError(f"proxy URL {shown!r}: a proxy URL has no path")
+        hint = " (write a '/' in a user name or password as %2F)" if "@" in path else ""
+        raise ProxyURLError(f"proxy URL {shown!r}: a proxy URL has no path{hint}")
     username = password = None
     if "@" in authority:
         userinfo, _, authority = authority.rpartition("@")
         user, colon, secret = userinfo.partition(":")
         username = unquote(user)
         password = unquote(secret) if colon else ""
+    if authority.count(":") > 1 and not authority.startswith("["):
+        raise ProxyURLError(f"proxy URL {shown!r}: write an IPv6 address as [ADDR]:PORT")
     try:
         host, port_text = split_host_port(authority)
     except ValueError as exc:

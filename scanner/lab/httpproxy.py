@@ -48,7 +48,8 @@ def _authorised(header: str | None, wanted: tuple[str, str]) -> bool:
     except (binascii.Error, UnicodeDecodeError):
         return False
     user, _, password = decoded.partition(":")
-    return hmac.compare_digest(user, wanted[0]) and hmac.compare_digest(password, wanted[1])
+    return (hmac.compare_digest(user.encode(), wanted[0].encode())
+            and hmac.compare_digest(password.encode(), wanted[1].encode()))
 
 
 async def handle(policy: ProxyPolicy, client: SocketStream) -> None:

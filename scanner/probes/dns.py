@@ -23,6 +23,8 @@ def parse_dns_server(text: str) -> str:
         host, port = split_host_port(text)
     except ValueError as exc:
         raise UsageError(f"--dns-server {text!r}: {exc}") from None
+    if "%" in host:
+        raise UsageError(f"--dns-server {text!r}: scoped IPv6 addresses (with %) are not supported")
     if not is_ip_literal(host):
         raise UsageError(f"--dns-server {text!r}: expected an IP address, not a name")
     if port is not None and (not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535):
@@ -39,10 +41,13 @@ class DnsStage:
 
     def __init__(self, nameservers: Sequence[str] | None, timeout: float) -> None:
         self._timeout = timeout
-        # None: the system's resolver configuration
-        self._resolver = aiodns.DNSResolver(
-            nameservers=list(nameservers) if nameservers else None,
-            timeout=max(timeout / 2, 0.25), tries=2)
+        try:  # None: the system's resolver configuration
+            self._resolver = aiodns.DNSResolver(
+                nameservers=list(nameservers) if nameservers else None,
+                timeout=max(timeout / 2, 0.25), tries=2)
+        except Exception as exc:  # pycares' own error types
+            shown = ", ".join(nameservers or ["the system's configuration"])
+            raise UsageError(f"cannot use DNS server {shown}: {exc}") from None
         self._done: dict[str, DnsResult] = {}
         self._pending: dict[str, anyio.Event] = {}
 

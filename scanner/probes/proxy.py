@@ -11,6 +11,7 @@ import asyncio
 import base64
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -88,12 +89,30 @@ async def probe_http_connect(
     finally:
         abort(sock)
     status = state_for_http_status(head.status)
-    squid_error = head.get("x-squid-error")
-    detail = f"HTTP {head.status}" + (f" {head.reason}" if head.reason else "")
+    scrub = _scrubber(route)
+    squid_error = scrub(head.get("x-squid-error"))
+    detail = f"HTTP {head.status}" + (f" {scrub(head.reason)}" if head.reason else "")
     if squid_error:
         detail += f", {squid_error}"
     return ConnectResult(status, _elapsed(start), head.status, detail, proxy_address,
                          auth_schemes=auth_schemes(head), proxy_error=squid_error)
+
+
+def _scrubber(route: Route) -> Callable[[str | None], str | None]:
+    """Hides our own credentials should a proxy echo them back in its answer."""
+    secrets = [x for x in (route.password, route.username) if x]
+    if route.username is not None:
+        secrets.insert(0, base64.b64encode(
+            f"{route.username}:{route.password or ''}".encode()).decode())
+
+    def scrub(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    return scrub
 
 
 class _Connected:
@@ -147,6 +166,13 @@ async def probe_socks(
     except (ProxyConnectionError, OSError) as exc:
         return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
                              f"SOCKS exchange failed: {exc.strerror or exc}", proxy_address)
+    except (asyncio.IncompleteReadError, anyio.EndOfStream, anyio.BrokenResourceError):
+        return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
+                             "SOCKS proxy closed the connection in the middle of its answer",
+                             proxy_address)
+    except ValueError as exc:  # python-socks on malformed replies
+        return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
+                             f"malformed SOCKS reply: {exc}", proxy_address)
     finally:
         with anyio.CancelScope(shield=True):
             await stream.aclose()

@@ -186,6 +186,11 @@ def test_proxy_password_never_printed() -> None:
     (["check", "--endpoint", "a.test:1", "--proxy", "ftp://p:1"], "scanner: error: proxy URL 'ftp://p:1'"),
     (["check", "--endpoint", "a.test:1", "--dns-server", "dns.test"], "scanner: error: --dns-server"),
     (["check", "--endpoint", "a.test:1", "--timeout", "-1"], "scanner: error: argument --timeout"),
+    (["check", "--endpoint", "a.test:1", "--proxy", "http://u:pw@::1:8080"],
+     "scanner: error: proxy URL 'http://***@::1:8080': write an IPv6 address as [ADDR]:PORT"),
+    (["check", "--endpoint", "a.test:1", "--dns-server", "[fe80::1%lo]:53"],
+     "scanner: error: --dns-server '[fe80::1%lo]:53': scoped IPv6"),
+    (["check", "--endpoint", "a.test:1", "--output", ""], "scanner: error: --output needs a file name"),
     (["check"], "scanner: error: name a catalog or give at least one --endpoint"),
     (["bogus"], "scanner: error: argument command"),
 ])
@@ -230,3 +235,101 @@ def test_ctrl_c_writes_finished_results_and_an_interrupted_summary() -> None:
         ("us.vortex-win.data.microsoft.com", "listening")]
     assert summary["interrupted"] is True
     assert summary["total"] == 1
+
+
+def _hostile_socks_server() -> tuple[Any, int]:
+    """A SOCKS5 'proxy' that accepts the greeting, then closes in the middle of its reply."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+
+    def serve() -> None:
+        for _ in range(200):  # bounded: long enough for the test
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(16)
+                    conn.sendall(b"\x05\x00")
+                    conn.recv(300)
+                    conn.sendall(b"\x05")  # and close: a truncated reply
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def test_hostile_socks_proxy_costs_one_error_record_per_probe(faulty_lab: RunningLab) -> None:
+    server, port = _hostile_socks_server()
+    try:
+        done = scanner("check", "--endpoint", "www.microsoft.com:443,80", "--endpoint",
+                       "crl.microsoft.com:80", "--dns-server", faulty_lab.dns_server, "--direct",
+                       "--proxy", f"socks5h://127.0.0.1:{port}", "--timeout", "2")
+    finally:
+        server.close()
+    found, summary = records(done.stdout)
+    assert done.returncode == 1, done.stderr
+    got = sorted((r["host"], r["port"], r["route"].split(":")[0], r["connect"]["status"]) for r in found)
+    assert got == [
+        ("crl.microsoft.com", 80, "direct", "listening"),
+        ("crl.microsoft.com", 80, "socks5h", "error"),
+        ("www.microsoft.com", 80, "direct", "listening"),
+        ("www.microsoft.com", 80, "socks5h", "error"),
+        ("www.microsoft.com", 443, "direct", "not_listening"),
+        ("www.microsoft.com", 443, "socks5h", "error"),
+    ]
+    assert summary["total"] == 6
+
+
+def test_closed_stdout_is_quiet_and_output_file_complete(faulty_lab: RunningLab, tmp_path: Any) -> None:
+    out = tmp_path / "all.jsonl"
+    proc = subprocess.run(
+        f"{sys.executable} -m scanner check defender-atp {' '.join(faulty_lab.check_flags())} "
+        f"--timeout 1 --format jsonl --output {out} | head -1",
+        shell=True, capture_output=True, timeout=60, check=False)
+    assert proc.stderr == b""
+    assert len(proc.stdout.splitlines()) == 1
+    found, summary = records(out.read_bytes())
+    assert len(found) == summary["total"] == 36
+
+
+def test_unwritable_output_is_a_clear_error(faulty_lab: RunningLab) -> None:
+    done = scanner("check", "--endpoint", "us.vortex-win.data.microsoft.com:443", "--dns-server",
+                   faulty_lab.dns_server, "--direct", "--output", "/dev/full")
+    assert done.returncode == 2
+    assert done.stderr == b"scanner: error: cannot write results: No space left on device\n"
+
+
+def test_console_escapes_what_a_proxy_sends(faulty_lab: RunningLab) -> None:
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 403 \x1b[2J\x1b]0;pwned\x07 gone\r\nX-Squid-Error: a\x1bb\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        done = scanner("check", "--endpoint", "us.vortex-win.data.microsoft.com:443", "--dns-server",
+                       faulty_lab.dns_server, "--proxy", f"http://127.0.0.1:{server.getsockname()[1]}",
+                       "--format", "console", env={"NO_COLOR": "1"})
+    finally:
+        server.close()
+    assert b"\x1b" not in done.stdout and b"\x07" not in done.stdout
+    assert "\\x1b[2J\\x1b]0;pwned\\x07 gone" in done.stdout.decode()

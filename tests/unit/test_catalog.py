@@ -199,16 +199,16 @@ def test_catalog_path_is_a_directory(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(CatalogError) as info:
         load_catalog(str(folder))
-    assert info.value.message == f"cannot read catalog {folder}: Is a directory"
+    assert info.value.message == f"cannot read catalog {folder}: not a regular file"
 
 
 def test_catalog_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, GOOD_HEAD + GOOD_ENDPOINT)
 
-    def denied(self: Path) -> bytes:
+    def denied(self: Path, *args: object, **kwargs: object) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(Path, "open", denied)
     with pytest.raises(CatalogError) as info:
         load_catalog(path)
     assert info.value.message == f"cannot read catalog {path}: Permission denied"
@@ -255,3 +255,32 @@ def test_parse_endpoint_flag_bad(text: str, message: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_endpoint_flag(text)
     assert info.value.message == message
+
+
+def test_catalog_nested_too_deeply(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(CatalogError) as info:
+        load_catalog(str(path))
+    assert info.value.message == f"catalog {path}: invalid TOML: nested too deeply"
+
+
+def test_catalog_too_large_and_not_regular(tmp_path: Path) -> None:
+    import os
+
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (16 * 1024 * 1024 + 1))
+    with pytest.raises(CatalogError) as info:
+        load_catalog(str(big))
+    assert info.value.message == f"catalog {big}: larger than 16 MiB"
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(str(fifo))
+    assert info.value.message == f"cannot read catalog {fifo}: not a regular file"
+
+
+def test_catalog_with_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (GOOD_HEAD + GOOD_ENDPOINT).encode())
+    assert load_catalog(str(path)).name

@@ -89,10 +89,11 @@ def test_parse_proxy_url_keeps_the_source() -> None:
          "proxy URL 'http://***@pro xy:3128': host name contains white space"),
         (f"http://alice:{PW}@[::1:3128", "proxy URL 'http://***@[::1:3128': unclosed '[' in IPv6 address"),
         (f"http://alice:{PW}@a:b:c",
-         "proxy URL 'http://***@a:b:c': 'a:b:c' is not an IPv6 address (write [ADDR]:PORT)"),
+         "proxy URL 'http://***@a:b:c': write an IPv6 address as [ADDR]:PORT"),
         # an unencoded '/' in the password ends the authority inside it: still never shown
         (f"http://alice:{PW}/x@proxy.corp:3128",
-         "proxy URL 'http://***@proxy.corp:3128': a proxy URL has no path"),
+         "proxy URL 'http://***@proxy.corp:3128': a proxy URL has no path "
+         "(write a '/' in a user name or password as %2F)"),
         (f"alice:{PW}/x@proxy.corp:3128",
          "proxy URL '***@proxy.corp:3128': expected SCHEME://HOST:PORT (e.g. http://proxy:3128)"),
     ],
