@@ -1,7 +1,7 @@
 """The command line: `scanner check`, `scanner lab`, `scanner demo`.
 
 Exit statuses: 0 all ok, 1 an endpoint failed, 2 bad usage or input,
-3 internal error, 130 interrupted.
+3 internal error, 4 regressed since --baseline, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,16 @@ import anyio
 
 from scanner import __version__
 from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag
+from scanner.drift import (
+    REGRESSIONS,
+    DriftCollector,
+    DriftKind,
+    Key,
+    Snapshot,
+    compare,
+    counts,
+    load_baseline,
+)
 from scanner.engine import run_check
 from scanner.errors import ScannerError, UsageError
 from scanner.limits import fit_concurrency, raise_nofile_limit
@@ -26,10 +36,11 @@ from scanner.models import DIRECT, Route
 from scanner.output import ConsoleWriter, Fanout, JsonlWriter, StdoutClosed, Writer, colour_wanted
 from scanner.plan import CheckPlan, RoutePlan
 from scanner.probes.dns import parse_dns_server
+from scanner.reports import ReportWriter, check_writable
 from scanner.routes import env_proxies, parse_proxy_url
 from scanner.runtime import run
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_REGRESSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +90,12 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("jsonl", "console"), default=None,
                         help="stdout format (default: console on a terminal, else jsonl)")
     parser.add_argument("--output", metavar="FILE", help="also write the JSON lines to FILE")
+    parser.add_argument("--junit", metavar="FILE",
+                        help="write a JUnit XML report (one testcase per endpoint x route)")
+    parser.add_argument("--prometheus", metavar="FILE",
+                        help="write a node_exporter textfile (written atomically)")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="compare with an earlier JSONL run: drift records, exit 4 on regression")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +154,10 @@ def make_writers(args: argparse.Namespace, plan: CheckPlan) -> list[Writer]:
         writers.append(JsonlWriter(sys.stdout.buffer))
     if args.output is not None:
         writers.append(JsonlWriter(_open_output(args.output)))
+    for flag, kind in (("junit", "junit"), ("prometheus", "prometheus")):
+        path = getattr(args, flag, None)
+        if path is not None:
+            writers.append(ReportWriter(check_writable(path, f"--{flag}"), kind))
     return writers
 
 
@@ -160,23 +181,37 @@ async def check_until_signal(plan: CheckPlan, out: Fanout) -> bool:
     return interrupted
 
 
-def finish(out: Fanout, elapsed_s: float, interrupted: bool) -> int:
-    """Write the summary and close the writers; returns the exit status."""
+def finish(out: Fanout, elapsed_s: float, interrupted: bool,
+           baseline: dict[Key, Snapshot] | None = None, seen: DriftCollector | None = None) -> int:
+    """Write drift records (with a baseline), the summary, close the writers; the exit status."""
+    regressed = False
+    if baseline is not None and seen is not None:
+        drifts = compare(baseline, seen.after)
+        if interrupted:  # what was not probed has not been removed
+            drifts = [d for d in drifts if d.kind is not DriftKind.REMOVED]
+        for drift in drifts:
+            out.event("drift", drift.fields())
+        out.tally.drift = counts(drifts)
+        regressed = any(d.kind in REGRESSIONS for d in drifts)
     out.summary(elapsed_s, interrupted)
     out.close()
     if interrupted:
         return EXIT_INTERRUPTED
+    if regressed:
+        return EXIT_REGRESSED
     return EXIT_OK if out.tally.failed == 0 else EXIT_FAILED
 
 
-def execute_check(plan: CheckPlan, writers: list[Writer]) -> int:
-    out = Fanout(writers)
+def execute_check(plan: CheckPlan, writers: list[Writer],
+                  baseline: dict[Key, Snapshot] | None = None) -> int:
+    seen = DriftCollector() if baseline is not None else None
+    out = Fanout([*writers, seen] if seen is not None else writers)
     start = time.perf_counter()
     try:
         interrupted = run(partial(check_until_signal, plan, out))
     except KeyboardInterrupt:
         interrupted = True
-    return finish(out, time.perf_counter() - start, interrupted)
+    return finish(out, time.perf_counter() - start, interrupted, baseline, seen)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -186,7 +221,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         warn(warning)
         plan = CheckPlan(plan.catalog, plan.extra, plan.routes, plan.dns_servers, plan.timeout,
                          concurrency)
-    return execute_check(plan, make_writers(args, plan))
+    baseline = load_baseline(args.baseline) if args.baseline is not None else None
+    return execute_check(plan, make_writers(args, plan), baseline)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

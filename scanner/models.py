@@ -168,6 +168,7 @@ class Tally:
     ok: int = 0
     failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    drift: dict[str, int] | None = None  # counts per drift kind, with --baseline
 
     def add(self, record: Record) -> None:
         self.total += 1

@@ -64,7 +64,7 @@ def record_fields(record: Record) -> dict[str, Any]:
 
 
 def summary_fields(tally: Tally, elapsed_s: float, interrupted: bool) -> dict[str, Any]:
-    return {
+    fields = {
         "schema": SCHEMA,
         "total": tally.total,
         "ok": tally.ok,
@@ -73,10 +73,14 @@ def summary_fields(tally: Tally, elapsed_s: float, interrupted: bool) -> dict[st
         "interrupted": interrupted,
         "by_status": dict(sorted(tally.by_status.items())),
     }
+    if tally.drift is not None:
+        fields["drift"] = tally.drift
+    return fields
 
 
 class Writer(Protocol):
     def record(self, record: Record) -> None: ...
+    def event(self, name: str, fields: dict[str, Any]) -> None: ...
     def summary(self, tally: Tally, elapsed_s: float, interrupted: bool) -> None: ...
     def close(self) -> None: ...
 
@@ -102,6 +106,9 @@ class JsonlWriter:
 
     def record(self, record: Record) -> None:
         self._log.info("endpoint", **record_fields(record))
+
+    def event(self, name: str, fields: dict[str, Any]) -> None:
+        self._log.info(name, **fields)
 
     def summary(self, tally: Tally, elapsed_s: float, interrupted: bool) -> None:
         self._log.info("summary", **summary_fields(tally, elapsed_s, interrupted))
@@ -164,6 +171,17 @@ class ConsoleWriter:
         self._stream.write(line.rstrip() + "\n")
         self._stream.flush()
 
+    def event(self, name: str, fields: dict[str, Any]) -> None:
+        if name != "drift":
+            return
+        before, after = fields["before"], fields["after"]
+        was = f"{before['status']}" if before else "-"
+        now = f"{after['status']}" if after else "-"
+        tone = _RED if fields["kind"] == "newly_failing" else _YELLOW
+        self._stream.write(
+            f"{self._paint(tone, 'drift')}  {fields['host']}:{fields['port']}  {fields['route']}  "
+            f"{fields['kind']}: {was} -> {now}\n")
+
     def summary(self, tally: Tally, elapsed_s: float, interrupted: bool) -> None:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(tally.by_status.items()))
         verdict = self._paint(_GREEN, "all ok") if tally.failed == 0 else self._paint(
@@ -210,6 +228,9 @@ class Fanout:
     def record(self, record: Record) -> None:
         self.tally.add(record)
         self._each(lambda writer: writer.record(record))
+
+    def event(self, name: str, fields: dict[str, Any]) -> None:
+        self._each(lambda writer: writer.event(name, fields))
 
     def summary(self, elapsed_s: float, interrupted: bool) -> None:
         self._each(lambda writer: writer.summary(self.tally, elapsed_s, interrupted))

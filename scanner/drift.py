@@ -1,0 +1,130 @@
+"""Drift: what changed since an earlier run (a JSONL file of ours). Pure, except loading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from scanner.errors import UsageError
+from scanner.models import Record
+
+Key = tuple[str, int, str]  # host, port, route as displayed
+
+
+class DriftKind(StrEnum):
+    NEWLY_FAILING = "newly_failing"  # ok before, not ok now: a regression
+    RECOVERED = "recovered"  # not ok before, ok now
+    STATE_CHANGED = "state_changed"  # same verdict, another state (e.g. denied -> auth_required)
+    ADDRESSES_CHANGED = "addresses_changed"
+    ADDED = "added"  # probed now, not in the baseline
+    REMOVED = "removed"  # in the baseline, not probed now
+
+
+REGRESSIONS = frozenset({DriftKind.NEWLY_FAILING})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    status: str
+    ok: bool
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    kind: DriftKind
+    key: Key
+    before: Snapshot | None
+    after: Snapshot | None
+
+    def fields(self) -> dict[str, Any]:
+        host, port, route = self.key
+
+        def side(snap: Snapshot | None) -> dict[str, Any] | None:
+            if snap is None:
+                return None
+            return {"status": snap.status, "ok": snap.ok, "addresses": list(snap.addresses)}
+
+        return {"schema": 1, "kind": self.kind.value, "host": host, "port": port, "route": route,
+                "before": side(self.before), "after": side(self.after)}
+
+
+def snapshot(record: Record) -> tuple[Key, Snapshot]:
+    probe = record.probe
+    key = (probe.endpoint.host, probe.port, probe.route.display)
+    return key, Snapshot(record.connect.status.value, record.ok, tuple(sorted(record.dns.addresses)))
+
+
+def load_baseline(path: str) -> dict[Key, Snapshot]:
+    """The endpoint records of an earlier run; other lines (summary, drift) are skipped."""
+    try:
+        with open(path, "rb") as handle:
+            lines = handle.read(256 * 1024 * 1024).splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read --baseline {path}: {exc.strerror or exc}") from None
+    found: dict[Key, Snapshot] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+            if item.get("event") != "endpoint":
+                continue
+            key = (str(item["host"]), int(item["port"]), str(item["route"]))
+            found[key] = Snapshot(str(item["connect"]["status"]), bool(item["ok"]),
+                                  tuple(sorted(str(a) for a in item["dns"]["addresses"])))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise UsageError(f"--baseline {path}: line {number} is not a scanner JSONL record") from None
+    return found
+
+
+def compare(before: Mapping[Key, Snapshot], after: Mapping[Key, Snapshot]) -> list[Drift]:
+    """Every change from `before` to `after`, in a stable order."""
+    drifts: list[Drift] = []
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if old is None:
+            drifts.append(Drift(DriftKind.ADDED, key, None, new))
+        elif new is None:
+            drifts.append(Drift(DriftKind.REMOVED, key, old, None))
+        else:
+            if old.ok and not new.ok:
+                drifts.append(Drift(DriftKind.NEWLY_FAILING, key, old, new))
+            elif new.ok and not old.ok:
+                drifts.append(Drift(DriftKind.RECOVERED, key, old, new))
+            elif old.status != new.status:
+                drifts.append(Drift(DriftKind.STATE_CHANGED, key, old, new))
+            if old.addresses and new.addresses and old.addresses != new.addresses:
+                drifts.append(Drift(DriftKind.ADDRESSES_CHANGED, key, old, new))
+    return drifts
+
+
+def counts(drifts: Iterable[Drift]) -> dict[str, int]:
+    tally: dict[str, int] = {}
+    for drift in drifts:
+        tally[drift.kind.value] = tally.get(drift.kind.value, 0) + 1
+    return dict(sorted(tally.items()))
+
+
+class DriftCollector:
+    """A writer that only remembers each record's snapshot, for the comparison at the end."""
+
+    def __init__(self) -> None:
+        self.after: dict[Key, Snapshot] = {}
+
+    def record(self, record: Record) -> None:
+        key, snap = snapshot(record)
+        self.after[key] = snap
+
+    def summary(self, *_args: object) -> None:
+        pass
+
+    def event(self, name: str, fields: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
