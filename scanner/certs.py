@@ -235,11 +235,10 @@ def analyse(host: str, ders: Sequence[bytes], trust: Trust, pins: Sequence[str],
     status, detail = TlsStatus.OK, None
     if pinned is False:
         status = TlsStatus.INTERCEPTED
-        detail = f"the chain ends at {root!r}, not at a pinned root: TLS inspection by {root!r}?"
+        detail = f"the chain ends at {root!r}, not at a pinned root"
     elif trusted and public is False:
         status = TlsStatus.INTERCEPTED
-        detail = (f"the chain verifies only against a private root, {root!r}, not against a "
-                  f"public one: TLS inspection by {root!r}")
+        detail = f"the chain verifies only against a private root, {root!r}, not a public one"
     elif not trusted:
         status = TlsStatus.UNTRUSTED
         detail = f"issued by {short_name(leaf.issuer)!r}, not trusted by {trust.store.origin}: {verified}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,7 +15,7 @@ from anyio.abc import SocketStream, TaskStatus
 
 from scanner.errors import ProtocolError
 from scanner.httphead import parse_request_head
-from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, read_head, relay, shielded
+from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, intercept, read_head, relay, shielded
 from scanner.lab.zone import Fault, LabHost
 from scanner.names import split_host_port
 
@@ -25,6 +26,7 @@ class ProxyPolicy:
     credentials: tuple[str, str] | None = None  # required of every client when set
     fault_credentials: tuple[str, str] = ("lab", "lab")  # accepted for hosts with the auth fault
     connect_timeout: float = 1.0
+    inspect: Callable[[str], ssl.SSLContext] | None = None  # the inspection CA's context per name
 
 
 def _response(status: int, reason: str, headers: Mapping[str, str] | None = None) -> bytes:
@@ -77,6 +79,10 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
             return
         async with answer:
             await client.send(_response(200, "Connection established"))
+            host = policy.hosts.get(name)
+            if policy.inspect is not None and host is not None and Fault.INTERCEPT in host.faults:
+                await intercept(client, answer, rest, policy.inspect(host.name), host.name)
+                return
             await relay(client, answer, rest)
 
 
