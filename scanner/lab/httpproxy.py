@@ -63,6 +63,10 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
             await _send(client, _response(400, "Bad Request"))
             return
         if request.method != "CONNECT":
+            if request.target.lower().startswith("http://"):
+                await _forward(policy, client, head_bytes, rest, request.target,
+                               request.get("proxy-authorization"))
+                return
             await _send(client, _response(501, "Not Implemented", {"X-Squid-Error": "ERR_UNSUP_REQ 0"}))
             return
         try:
@@ -84,6 +88,27 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
                 await intercept(client, answer, rest, policy.inspect(host.name), host.name)
                 return
             await relay(client, answer, rest)
+
+
+async def _forward(policy: ProxyPolicy, client: SocketStream, head: bytes, rest: bytes,
+                   target: str, authorization: str | None) -> None:
+    """A plain HTTP request in absolute form: sent on to the host in origin form."""
+    authority, _, path = target[len("http://"):].partition("/")
+    try:
+        name, port_text = split_host_port(authority)
+        port = int(port_text) if port_text else 80
+    except ValueError:
+        await _send(client, _response(400, "Bad Request", {"X-Squid-Error": "ERR_INVALID_URL 0"}))
+        return
+    answer = await decide(policy, name.lower().rstrip("."), port, authorization)
+    if isinstance(answer, bytes):
+        await _send(client, answer)
+        return
+    first_line, _, headers = head.partition(b"\r\n")
+    method = first_line.split(b" ", 1)[0]
+    async with answer:
+        await answer.send(method + b" /" + path.encode() + b" HTTP/1.1\r\n" + headers + rest)
+        await relay(client, answer)
 
 
 async def decide(policy: ProxyPolicy, name: str, port: int,

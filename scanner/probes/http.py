@@ -68,6 +68,8 @@ async def _read_response(stream: ByteStream, want_body: bool) -> tuple[bytes, by
                 raise EOFError("closed without answering") from None
             raise ProtocolError("closed in the middle of the response head") from None
         buffer += chunk
+        if len(buffer) >= 5 and not buffer.startswith(b"HTTP/"):
+            raise ProtocolError(f"not an HTTP response: {bytes(buffer[:24])!r}")
         end = find_head_end(buffer, MAX_HEAD)
         if end is not None:
             break
