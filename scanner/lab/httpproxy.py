@@ -64,8 +64,8 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
             return
         if request.method != "CONNECT":
             if request.target.lower().startswith("http://"):
-                await _forward(policy, client, head_bytes, rest, request.target,
-                               request.get("proxy-authorization"))
+                await _forward(policy, client, head_bytes, rest, target=request.target,
+                               authorization=request.get("proxy-authorization"))
                 return
             await _send(client, _response(501, "Not Implemented", {"X-Squid-Error": "ERR_UNSUP_REQ 0"}))
             return
@@ -90,7 +90,7 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
             await relay(client, answer, rest)
 
 
-async def _forward(policy: ProxyPolicy, client: SocketStream, head: bytes, rest: bytes,
+async def _forward(policy: ProxyPolicy, client: SocketStream, head: bytes, rest: bytes, *,
                    target: str, authorization: str | None) -> None:
     """A plain HTTP request in absolute form: sent on to the host in origin form."""
     authority, _, path = target[len("http://"):].partition("/")
