@@ -15,6 +15,20 @@ A catalog looks like::
     ports = [443]
     probe = ["ussus1eastprod.blob.core.windows.net"]   # these names stand in for it
     expect = "reachable"               # or "blocked"
+
+Stages beyond the connect (all optional)::
+
+    tls = true                  # TLS on every port but 80; false: none; a list: those ports
+                                # (default: 443)
+    pins = ["DigiCert Global Root G2", "sha256:AB12..."]   # roots/issuers expected in the chain
+    require = ["tls", "http"]   # stages that must pass for `ok`
+    [endpoints.http]            # the HTTP stage (default: GET / on port 80, any non-refusal)
+    ports = [80]
+    method = "GET"              # or "HEAD"
+    path = "/"
+    status = [200]              # what the real service answers, so a block page is told apart
+    header = "Server: Microsoft-IIS"   # a header whose value contains this text
+    body = "some text"          # text in the first 16 KiB of the body
 """
 
 from __future__ import annotations
@@ -26,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from scanner.errors import CatalogError, UsageError
-from scanner.models import Catalog, Endpoint, Expectation
+from scanner.models import Catalog, Checks, Endpoint, Expectation, HttpExpect, Stage
 from scanner.names import is_ip_literal, split_host_port, to_ascii, validate_hostname
 
 _CATALOG_KEYS = {"name", "description", "source", "endpoints"}
-_ENDPOINT_KEYS = {"host", "ports", "expect", "probe", "note"}
+_ENDPOINT_KEYS = {"host", "ports", "expect", "probe", "note", "tls", "pins", "require", "http"}
+_HTTP_KEYS = {"ports", "method", "path", "status", "header", "body"}
 
 
 def bundled_dir() -> Path:
@@ -146,6 +161,7 @@ def _endpoints(raw: Mapping[str, Any], origin: str, where: str) -> Iterator[Endp
     except ValueError:
         raise _fail(origin, f"{where}.expect", f"{expect_text!r} is not 'reachable' or 'blocked'") from None
     note = _string(raw, "note", origin, where + ".", required=False) or None
+    checks = _checks(raw, ports, origin, where)
     probe = raw.get("probe")
     if host.startswith("*."):
         suffix = host[2:]
@@ -162,14 +178,72 @@ def _endpoints(raw: Mapping[str, Any], origin: str, where: str) -> Iterator[Endp
                 raise _fail(origin, f"{where}.probe[{i}]", f"{concrete!r}: {problem}")
             if not name.endswith("." + suffix):
                 raise _fail(origin, f"{where}.probe[{i}]", f"{concrete!r} is not under {host!r}")
-            yield Endpoint(name, ports, expect, wildcard=host, note=note)
+            yield Endpoint(name, ports, expect, wildcard=host, note=note, checks=checks)
         return
     if probe is not None:
         raise _fail(origin, f"{where}.probe", "only a wildcard host takes a probe list")
     problem = None if is_ip_literal(host) else validate_hostname(host)
     if problem:
         raise _fail(origin, f"{where}.host", f"{host!r}: {problem}")
-    yield Endpoint(host, ports, expect, note=note)
+    yield Endpoint(host, ports, expect, note=note, checks=checks)
+
+
+def _strings(value: object, origin: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _fail(origin, where, "expected a list of non-empty strings")
+    return tuple(v.strip() for v in value)
+
+
+def _checks(raw: Mapping[str, Any], ports: tuple[int, ...], origin: str, where: str) -> Checks:
+    tls = raw.get("tls")
+    tls_ports: tuple[int, ...] | None
+    if tls is None:
+        tls_ports = None
+    elif isinstance(tls, bool):
+        tls_ports = tuple(p for p in ports if p != 80) if tls else ()
+    else:
+        tls_ports = _ports(tls, origin, f"{where}.tls")
+    pins = _strings(raw.get("pins"), origin, f"{where}.pins")
+    require: set[Stage] = set()
+    for name in _strings(raw.get("require"), origin, f"{where}.require"):
+        try:
+            require.add(Stage(name))
+        except ValueError:
+            raise _fail(origin, f"{where}.require", f"{name!r} is not 'tls' or 'http'") from None
+    http_raw = raw.get("http", {})
+    if not isinstance(http_raw, dict):
+        raise _fail(origin, f"{where}.http", "expected a table")
+    unknown = sorted(set(http_raw) - _HTTP_KEYS)
+    if unknown:
+        raise _fail(origin, f"{where}.http.{unknown[0]}", f"unknown key (expected {sorted(_HTTP_KEYS)})")
+    here = f"{where}.http."
+    http_ports = _ports(http_raw["ports"], origin, here + "ports") if "ports" in http_raw else None
+    method = (_string(http_raw, "method", origin, here, required=False) or "GET").upper()
+    if method not in ("GET", "HEAD"):
+        raise _fail(origin, here + "method", f"{method!r} is not GET or HEAD")
+    path = _string(http_raw, "path", origin, here, required=False) or "/"
+    if not path.startswith("/") or any(c in path for c in " \r\n\t"):
+        raise _fail(origin, here + "path", f"{path!r} is not an absolute path without spaces")
+    status_raw = http_raw.get("status", [])
+    if isinstance(status_raw, int) and not isinstance(status_raw, bool):
+        status_raw = [status_raw]
+    if not isinstance(status_raw, list) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in status_raw):
+        raise _fail(origin, here + "status", "expected HTTP status codes (100-599)")
+    header_text = _string(http_raw, "header", origin, here, required=False)
+    header = None
+    if header_text:
+        name, colon, value = header_text.partition(":")
+        if not colon or not name.strip() or " " in name.strip():
+            raise _fail(origin, here + "header", f"{header_text!r}: expected 'Name: text'")
+        header = (name.strip().lower(), value.strip())
+    body = _string(http_raw, "body", origin, here, required=False) or None
+    if Stage.TLS in require and tls_ports == ():
+        raise _fail(origin, f"{where}.require", "requires tls, but tls = false")
+    return Checks(tls_ports, http_ports, HttpExpect(path, method, tuple(status_raw), header, body),
+                  pins, frozenset(require))
 
 
 def _ports(value: object, origin: str, where: str) -> tuple[int, ...]:

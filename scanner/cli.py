@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from typing import BinaryIO, NoReturn
 
@@ -19,6 +20,7 @@ import anyio
 
 from scanner import __version__
 from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag
+from scanner.certs import Trust, load_roots, public_roots, system_roots
 from scanner.drift import (
     REGRESSIONS,
     DriftCollector,
@@ -34,7 +36,7 @@ from scanner.errors import ScannerError, UsageError
 from scanner.limits import fit_concurrency, raise_nofile_limit
 from scanner.models import DIRECT, Route
 from scanner.output import ConsoleWriter, Fanout, JsonlWriter, StdoutClosed, Writer, colour_wanted
-from scanner.plan import CheckPlan, RoutePlan
+from scanner.plan import CheckPlan, RoutePlan, StageOptions
 from scanner.probes.dns import parse_dns_server
 from scanner.reports import ReportWriter, check_writable
 from scanner.routes import env_proxies, parse_proxy_url
@@ -96,6 +98,29 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a node_exporter textfile (written atomically)")
     parser.add_argument("--baseline", metavar="FILE",
                         help="compare with an earlier JSONL run: drift records, exit 4 on regression")
+    add_stage_arguments(parser)
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the stages after the connect (TLS, HTTP, middlebox)."""
+    parser.add_argument("--ca-file", metavar="PEM",
+                        help="verify TLS against these roots instead of the system trust store")
+    parser.add_argument("--public-roots", metavar="PEM",
+                        help="the public roots that tell a private (inspection) root from a public "
+                             "one (default: certifi's bundle)")
+    parser.add_argument("--verify", action="store_true",
+                        help="count a port as reached only after a TLS handshake or an HTTP answer")
+    parser.add_argument("--no-middlebox-check", action="store_true",
+                        help="skip the control-port check that spots middleboxes accepting every port")
+
+
+def stage_options(args: argparse.Namespace) -> StageOptions:
+    trust = None
+    if args.ca_file or args.public_roots:
+        store = load_roots(args.ca_file) if args.ca_file else system_roots()
+        public = load_roots(args.public_roots, "--public-roots") if args.public_roots else public_roots()
+        trust = Trust(store, public)
+    return StageOptions(trust, args.verify, not args.no_middlebox_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +155,7 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
     env = None if explicit else env_proxies(environ)
     dns_servers = tuple(parse_dns_server(text) for text in args.dns_server)
     return CheckPlan(catalog, extra, RoutePlan(tuple(explicit), env), dns_servers,
-                     args.timeout, args.concurrency)
+                     args.timeout, args.concurrency, stage_options(args))
 
 
 def _open_output(path: str) -> BinaryIO:
@@ -219,8 +244,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     concurrency, warning = fit_concurrency(args.concurrency, raise_nofile_limit())
     if warning:
         warn(warning)
-        plan = CheckPlan(plan.catalog, plan.extra, plan.routes, plan.dns_servers, plan.timeout,
-                         concurrency)
+        plan = replace(plan, concurrency=concurrency)
     baseline = load_baseline(args.baseline) if args.baseline is not None else None
     return execute_check(plan, make_writers(args, plan), baseline)
 

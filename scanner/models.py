@@ -43,6 +43,9 @@ class ConnectStatus(StrEnum):
     TIMEOUT = "timeout"
     ERROR = "error"
     SKIPPED = "skipped"  # not attempted: the name did not resolve
+    # after the later stages (issue 4)
+    SUSPECT_MIDDLEBOX = "suspect_middlebox"  # a port closed by design accepted too
+    UNVERIFIED = "unverified"  # --verify: accepted, but no TLS handshake or HTTP answer
 
 
 class RouteKind(StrEnum):
@@ -59,6 +62,41 @@ class RouteSource(StrEnum):
     DEFAULT = "default"  # nothing configured: direct
 
 
+class Stage(StrEnum):
+    """Stages after the connect that a catalog can require for `ok`."""
+
+    TLS = "tls"
+    HTTP = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpExpect:
+    """The request to send, and what the real service answers (a block page does not)."""
+
+    path: str = "/"
+    method: str = "GET"
+    status: tuple[int, ...] = ()  # empty: any status
+    header: tuple[str, str] | None = None  # (lower-case name, substring of its value)
+    body: str | None = None  # a substring of the first bytes of the body
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """An endpoint's stages beyond the connect: which ports, what is expected, what is required."""
+
+    tls_ports: tuple[int, ...] | None = None  # None: 443
+    http_ports: tuple[int, ...] | None = None  # None: 80 (over TLS when also a TLS port)
+    http: HttpExpect = HttpExpect()
+    pins: tuple[str, ...] = ()  # issuer/root names or sha256:HEX expected in the chain
+    require: frozenset[Stage] = frozenset()
+
+    def tls_on(self, port: int) -> bool:
+        return port in (self.tls_ports if self.tls_ports is not None else (443,))
+
+    def http_on(self, port: int) -> bool:
+        return port in (self.http_ports if self.http_ports is not None else (80,))
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One host name of a catalog and the ports to probe on it."""
@@ -68,6 +106,7 @@ class Endpoint:
     expect: Expectation = Expectation.REACHABLE
     wildcard: str | None = None  # the catalog's wildcard this concrete host stands for
     note: str | None = None
+    checks: Checks = Checks()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +187,84 @@ class ConnectResult:
     reply_code: int | None = None  # SOCKS reply code
 
 
+class TlsStatus(StrEnum):
+    OK = "ok"
+    UNTRUSTED = "untrusted"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    INTERCEPTED = "intercepted"  # the chain ends at an unexpected or private root
+    HANDSHAKE_FAILED = "handshake_failed"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    """One certificate of the chain as sent."""
+
+    subject: str
+    issuer: str
+    sha256: str
+    not_before: str  # ISO-8601 UTC
+    not_after: str
+
+
+@dataclass(frozen=True, slots=True)
+class TlsResult:
+    status: TlsStatus
+    ms: float = 0.0
+    detail: str | None = None  # the alert, the verification error, the interceptor
+    version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None
+    subject: str | None = None  # the leaf's
+    sans: tuple[str, ...] = ()
+    issuer: str | None = None
+    not_before: str | None = None
+    not_after: str | None = None
+    days_left: int | None = None
+    chain: tuple[CertInfo, ...] = ()
+    root: str | None = None  # the trust anchor that verified, else the top issuer as sent
+    trusted: bool = False  # verifies against the trust store (dates apart)
+    public_root: bool | None = None  # verifies against the public root bundle
+    hostname_match: bool | None = None
+
+    @property
+    def handshake_done(self) -> bool:
+        return self.status not in (TlsStatus.HANDSHAKE_FAILED, TlsStatus.TIMEOUT)
+
+
+class HttpStatus(StrEnum):
+    OK = "ok"  # an HTTP answer that matches the catalog's expectation (or any, without one)
+    BLOCK_PAGE = "block_page"  # an HTTP answer, but not the service's
+    PROTOCOL_ERROR = "protocol_error"  # not HTTP, or a head beyond the limit
+    CLOSED = "closed"  # the peer closed without answering
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"  # the TLS handshake under it failed
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    status: HttpStatus
+    ms: float = 0.0
+    request: str | None = None  # e.g. "GET http://host/ (absolute-form)"
+    http_status: int | None = None
+    reason: str | None = None
+    server: str | None = None
+    content_type: str | None = None
+    body_bytes: int = 0  # bytes of body read (bounded)
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MiddleboxResult:
+    """The control port: a port closed by design on the same address."""
+
+    suspect: bool
+    control_port: int
+    detail: str
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     """The outcome of one probe: what is written as one log line."""
@@ -158,6 +275,9 @@ class Record:
     ok: bool
     reason: str | None
     ts: float
+    tls: TlsResult | None = None  # None: the stage did not run
+    http: HttpResult | None = None
+    middlebox: MiddleboxResult | None = None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,16 @@ import orjson
 import structlog
 
 from scanner.errors import OutputError
-from scanner.models import ConnectStatus, Record, Tally
+from scanner.models import (
+    ConnectStatus,
+    HttpResult,
+    HttpStatus,
+    MiddleboxResult,
+    Record,
+    Tally,
+    TlsResult,
+    TlsStatus,
+)
 
 SCHEMA = 1
 
@@ -58,9 +67,57 @@ def record_fields(record: Record) -> dict[str, Any]:
             "proxy_error": connect.proxy_error,
             "reply_code": connect.reply_code,
         },
+        "tls": tls_fields(record.tls),
+        "http": http_fields(record.http),
+        "middlebox": middlebox_fields(record.middlebox),
         "ok": record.ok,
         "reason": record.reason,
     }
+
+
+def tls_fields(tls: TlsResult | None) -> dict[str, Any] | None:
+    if tls is None:
+        return None
+    return {
+        "status": tls.status.value, "ms": tls.ms, "detail": tls.detail, "version": tls.version,
+        "cipher": tls.cipher, "alpn": tls.alpn, "subject": tls.subject, "sans": list(tls.sans),
+        "issuer": tls.issuer, "not_before": tls.not_before, "not_after": tls.not_after,
+        "days_left": tls.days_left,
+        "chain": [{"subject": c.subject, "issuer": c.issuer, "sha256": c.sha256,
+                   "not_before": c.not_before, "not_after": c.not_after} for c in tls.chain],
+        "root": tls.root, "trusted": tls.trusted, "public_root": tls.public_root,
+        "hostname_match": tls.hostname_match,
+    }
+
+
+def http_fields(http: HttpResult | None) -> dict[str, Any] | None:
+    if http is None:
+        return None
+    return {"status": http.status.value, "ms": http.ms, "request": http.request,
+            "http_status": http.http_status, "reason": http.reason, "server": http.server,
+            "content_type": http.content_type, "body_bytes": http.body_bytes, "detail": http.detail}
+
+
+def middlebox_fields(box: MiddleboxResult | None) -> dict[str, Any] | None:
+    if box is None:
+        return None
+    return {"suspect": box.suspect, "control_port": box.control_port, "detail": box.detail}
+
+
+def stages_text(record: Record) -> str:
+    """The later stages in a few words for the console: `tls ok TLSv1.3`, `http 200`."""
+    parts: list[str] = []
+    tls, http = record.tls, record.http
+    if tls is not None:
+        extra = f" {tls.version}" if tls.status is TlsStatus.OK and tls.version else ""
+        if tls.status is TlsStatus.INTERCEPTED:
+            extra = f" by {tls.root}"
+        parts.append(f"tls {tls.status.value}{extra}")
+    if http is not None:
+        code = f" {http.http_status}" if http.http_status is not None else ""
+        state = "" if http.status is HttpStatus.OK else f" {http.status.value}"
+        parts.append(f"http{code}{state}")
+    return ", ".join(parts)
 
 
 def summary_fields(tally: Tally, elapsed_s: float, interrupted: bool) -> dict[str, Any]:
@@ -162,6 +219,9 @@ class ConsoleWriter:
         tone = _GREEN if connect.status in (ConnectStatus.LISTENING, ConnectStatus.TUNNEL) else _YELLOW
         dns_state = record.dns.status.value
         detail = printable(record.reason or connect.detail or "")
+        stages = stages_text(record)
+        if stages:
+            detail = f"[{stages}] {detail}".rstrip()
         if probe.endpoint.wildcard:
             detail = f"(for {probe.endpoint.wildcard}) {detail}".rstrip()
         line = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from scanner.certs import Trust
 from scanner.models import Catalog, Endpoint, Probe, Route
 from scanner.routes import DEFAULT_DIRECT, EnvProxies
 
@@ -29,6 +30,16 @@ class RoutePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class StageOptions:
+    """The stages after the connect: trust material (None: the system store and certifi's
+    public roots), --verify, and the middlebox check."""
+
+    trust: Trust | None = None
+    verify: bool = False
+    middlebox: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class CheckPlan:
     catalog: Catalog | None
     extra: tuple[Endpoint, ...]  # --endpoint, outside any catalog
@@ -36,6 +47,7 @@ class CheckPlan:
     dns_servers: tuple[str, ...]  # empty: the system's resolver configuration
     timeout: float
     concurrency: int
+    stages: StageOptions = StageOptions()
 
     def endpoints(self) -> Iterator[tuple[str | None, Endpoint]]:
         seen: set[tuple[str, int]] = set()

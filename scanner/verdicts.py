@@ -14,8 +14,13 @@ from scanner.models import (
     DnsResult,
     DnsStatus,
     Expectation,
+    HttpResult,
+    HttpStatus,
     Probe,
     RouteKind,
+    Stage,
+    TlsResult,
+    TlsStatus,
 )
 
 # nmap's connect scan (scan_engine_connect.cc) and portqry, as one table.
@@ -157,7 +162,54 @@ def explain(probe: Probe, dns: DnsResult, connect: ConnectResult) -> str:
         return f"proxy {proxy} could not reach {host}:{port}{detail}"
     if status is ConnectStatus.PROXY_UNREACHABLE:
         return f"proxy {proxy} did not accept the connection{detail}"
+    if status is ConnectStatus.SUSPECT_MIDDLEBOX:
+        return (f"{host}:{port} accepted, but so did a port closed by design{detail}: a firewall or "
+                "proxy completes every handshake here, so the service itself is not proven")
+    if status is ConnectStatus.UNVERIFIED:
+        return f"{host}:{port} accepted, but nothing proved the service (--verify){detail}"
     if status is ConnectStatus.TIMEOUT:
         where = f"proxy {proxy}" if probe.route.kind is not RouteKind.DIRECT else f"{host}:{port}"
         return f"{where} did not answer before the timeout{detail}"
     return f"probe of {host}:{port} failed{detail}"
+
+
+def judge_stages(probe: Probe, tls: TlsResult | None, http: HttpResult | None) -> tuple[bool, str | None]:
+    """After a connect that met its expectation: do the stages the catalog requires pass?"""
+    if probe.endpoint.expect is Expectation.BLOCKED:
+        return True, None
+    required = probe.endpoint.checks.require
+    target = f"{probe.endpoint.host}:{probe.port}"
+    # a requirement holds on the ports where its stage runs (tls: 443 unless the catalog says)
+    if Stage.TLS in required and tls is not None and tls.status is not TlsStatus.OK:
+        return False, explain_tls(target, tls)
+    if Stage.HTTP in required and http is not None and http.status is not HttpStatus.OK:
+        return False, explain_http(target, http)
+    return True, None
+
+
+def explain_tls(target: str, tls: TlsResult) -> str:
+    detail = f" ({tls.detail})" if tls.detail else ""
+    status = tls.status
+    if status is TlsStatus.INTERCEPTED:
+        return (f"TLS to {target} is intercepted by {tls.root!r}{detail}: certificate-pinned "
+                "agents fail there; exempt it from TLS inspection")
+    if status is TlsStatus.UNTRUSTED:
+        return f"the certificate of {target} is not trusted{detail}"
+    if status is TlsStatus.EXPIRED:
+        return f"the certificate of {target} has expired ({tls.not_after})"
+    if status is TlsStatus.NOT_YET_VALID:
+        return f"the certificate of {target} is not valid yet ({tls.not_before})"
+    if status is TlsStatus.HOSTNAME_MISMATCH:
+        return f"the certificate of {target} is for other names{detail}"
+    if status is TlsStatus.TIMEOUT:
+        return f"the TLS handshake with {target} did not finish before the timeout"
+    return f"the TLS handshake with {target} failed{detail}"
+
+
+def explain_http(target: str, http: HttpResult) -> str:
+    detail = f" ({http.detail})" if http.detail else ""
+    if http.status is HttpStatus.BLOCK_PAGE:
+        return f"{target} answered HTTP, but not as the service does{detail}: a proxy's block page?"
+    if http.status is HttpStatus.TIMEOUT:
+        return f"{target} gave no HTTP answer before the timeout"
+    return f"the HTTP exchange with {target} failed: {http.status.value}{detail}"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import anyio
 
 from scanner.catalog import load_catalog
+from scanner.certs import Trust, load_roots
 from scanner.cli import EXIT_FAILED, EXIT_OK, check_until_signal, finish, make_writers, warn
 from scanner.errors import UsageError
 from scanner.lab.lab import running_lab
@@ -18,7 +19,7 @@ from scanner.lab.netns import bring_loopback_up, in_private_netns, reexec_in_net
 from scanner.lab.zone import Fault, parse_fault
 from scanner.models import DIRECT, ConnectStatus, Record, RouteKind
 from scanner.output import Fanout
-from scanner.plan import CheckPlan, RoutePlan
+from scanner.plan import CheckPlan, RoutePlan, StageOptions
 from scanner.routes import parse_proxy_url
 from scanner.runtime import run
 
@@ -67,6 +68,7 @@ DEMO_FAULTS = {
     "sevillegwweu.microsoft.com": Fault.FILTERED,
     "crl.microsoft.com": Fault.DENIED,
     "www.microsoft.com": Fault.AUTH,
+    "sevillegwcus.microsoft.com": Fault.INTERCEPT,  # connects fine; TLS through the proxies does not
 }
 
 _UNREACHED = {RouteKind.DIRECT: ConnectStatus.SKIPPED, RouteKind.HTTP: ConnectStatus.PROXY_ERROR,
@@ -120,7 +122,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     async def main() -> bool:
         async with running_lab(catalog, faults, proxy_connect_timeout=0.5) as lab:
             routes = (DIRECT, parse_proxy_url(lab.http_proxy), parse_proxy_url(lab.socks_proxy))
-            plan = CheckPlan(catalog, (), RoutePlan(routes, None), (lab.dns_server,), 1.5, 64)
+            trust = Trust(load_roots(lab.ca_file), load_roots(lab.public_roots, "--public-roots"))
+            plan = CheckPlan(catalog, (), RoutePlan(routes, None), (lab.dns_server,), 1.5, 64,
+                             StageOptions(trust))
             sys.stderr.write(
                 "demo: a lab on loopback answers for the defender-atp catalog, with faults: "
                 + ", ".join(f"{h} {f.value}" for h, f in DEMO_FAULTS.items())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
@@ -14,7 +15,7 @@ from anyio.abc import SocketStream, TaskStatus
 
 from scanner.errors import ProtocolError
 from scanner.httphead import parse_request_head
-from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, read_head, relay, shielded
+from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, intercept, read_head, relay, shielded
 from scanner.lab.zone import Fault, LabHost
 from scanner.names import split_host_port
 
@@ -25,6 +26,7 @@ class ProxyPolicy:
     credentials: tuple[str, str] | None = None  # required of every client when set
     fault_credentials: tuple[str, str] = ("lab", "lab")  # accepted for hosts with the auth fault
     connect_timeout: float = 1.0
+    inspect: Callable[[str], ssl.SSLContext] | None = None  # the inspection CA's context per name
 
 
 def _response(status: int, reason: str, headers: Mapping[str, str] | None = None) -> bytes:
@@ -62,6 +64,10 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
             await _send(client, _response(400, "Bad Request"))
             return
         if request.method != "CONNECT":
+            if request.target.lower().startswith("http://"):
+                await _forward(policy, client, head_bytes, rest, target=request.target,
+                               authorization=request.get("proxy-authorization"))
+                return
             await _send(client, _response(501, "Not Implemented", {"X-Squid-Error": "ERR_UNSUP_REQ 0"}))
             return
         try:
@@ -78,7 +84,32 @@ async def handle(policy: ProxyPolicy, client: SocketStream) -> None:
             return
         async with answer:
             await client.send(_response(200, "Connection established"))
+            host = policy.hosts.get(name)
+            if policy.inspect is not None and host is not None and Fault.INTERCEPT in host.faults:
+                await intercept(client, answer, rest, policy.inspect(host.name), host.name)
+                return
             await relay(client, answer, rest)
+
+
+async def _forward(policy: ProxyPolicy, client: SocketStream, head: bytes, rest: bytes, *,
+                   target: str, authorization: str | None) -> None:
+    """A plain HTTP request in absolute form: sent on to the host in origin form."""
+    authority, _, path = target[len("http://"):].partition("/")
+    try:
+        name, port_text = split_host_port(authority)
+        port = int(port_text) if port_text else 80
+    except ValueError:
+        await _send(client, _response(400, "Bad Request", {"X-Squid-Error": "ERR_INVALID_URL 0"}))
+        return
+    answer = await decide(policy, name.lower().rstrip("."), port, authorization)
+    if isinstance(answer, bytes):
+        await _send(client, answer)
+        return
+    first_line, _, headers = head.partition(b"\r\n")
+    method = first_line.split(b" ", 1)[0]
+    async with answer:
+        await answer.send(method + b" /" + path.encode() + b" HTTP/1.1\r\n" + headers + rest)
+        await relay(client, answer)
 
 
 async def decide(policy: ProxyPolicy, name: str, port: int,

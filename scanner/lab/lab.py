@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import errno
+import ssl
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import anyio
 
 from scanner.errors import ScannerError
 from scanner.lab.dnsserver import StaticZone, serve_dns
 from scanner.lab.httpproxy import ProxyPolicy, serve_http_proxy
-from scanner.lab.listeners import TLS_PORTS, SynDropper, lab_ssl_context, serve_endpoint
+from scanner.lab.listeners import TLS_PORTS, AcceptAll, Behaviour, SynDropper, serve_endpoint
+from scanner.lab.pki import LabPki
 from scanner.lab.socksproxy import serve_socks5
 from scanner.lab.zone import Fault, LabHost, by_name, dns_records, plan_hosts
+from scanner.limits import raise_nofile_limit
+from scanner.middlebox import CONTROL_PORTS
 from scanner.models import Catalog
 
 
@@ -29,10 +35,12 @@ class RunningLab:
     dns_server: str  # for --dns-server
     http_proxy: str  # http://127.0.0.1:PORT
     socks_proxy: str  # socks5h://127.0.0.1:PORT
+    ca_file: str = ""  # the lab's trust store: its root and its inspection CA
+    public_roots: str = ""  # the lab's "public" roots: its root only
 
     def check_flags(self) -> list[str]:
-        return ["--dns-server", self.dns_server, "--direct", "--proxy", self.http_proxy,
-                "--proxy", self.socks_proxy]
+        return ["--dns-server", self.dns_server, "--ca-file", self.ca_file, "--public-roots",
+                self.public_roots, "--direct", "--proxy", self.http_proxy, "--proxy", self.socks_proxy]
 
 
 def _bind_error(exc: OSError, address: str, port: int) -> LabError:
@@ -60,16 +68,25 @@ async def running_lab(
     hosts = plan_hosts(catalog, faults, first_address)
     records, dns_faults = dns_records(hosts)
     names = by_name(hosts)
-    droppers: list[SynDropper] = []
-    context = lab_ssl_context()
+    droppers: list[SynDropper | AcceptAll] = []
+    folder = tempfile.TemporaryDirectory(prefix="scanner-lab-")
+    pki = LabPki(Path(folder.name))
+    if any(Fault.ACCEPT_ALL in h.faults for h in hosts):
+        raise_nofile_limit()
+
+    def inspect(name: str) -> ssl.SSLContext:
+        return pki.context(name, "inspection")
+
     try:
         async with anyio.create_task_group() as tg:
             dns = await tg.start(partial(serve_dns, StaticZone(records, faults=dns_faults),
                                          host="127.0.0.1", port=dns_port))
-            policy = ProxyPolicy(names, credentials, connect_timeout=proxy_connect_timeout)
+            policy = ProxyPolicy(names, credentials, connect_timeout=proxy_connect_timeout,
+                                 inspect=inspect)
             http_port = await tg.start(partial(serve_http_proxy, policy))
             socks_port = await tg.start(partial(serve_socks5, names,
-                                                connect_timeout=proxy_connect_timeout))
+                                                connect_timeout=proxy_connect_timeout,
+                                                inspect=inspect))
             for host in hosts:
                 if Fault.CLOSED in host.faults:
                     continue
@@ -78,12 +95,16 @@ async def running_lab(
                         if Fault.FILTERED in host.faults:
                             droppers.append(SynDropper(host.address, port))
                         else:
-                            tls = context if port in TLS_PORTS else None
-                            await serve_endpoint(host.address, port, tls, tg)
+                            tls = pki.context(host.name, _cert_kind(host.faults)) \
+                                if port in TLS_PORTS else None
+                            await serve_endpoint(host.address, port, tls, tg, _behaviour(host.faults))
                     except OSError as exc:
                         raise _bind_error(exc, host.address, port) from None
+                if Fault.ACCEPT_ALL in host.faults:
+                    droppers.append(AcceptAll(host.address, CONTROL_PORTS, frozenset(host.ports)))
             yield RunningLab(hosts, f"127.0.0.1:{dns}", f"http://127.0.0.1:{http_port}",
-                             f"socks5h://127.0.0.1:{socks_port}")
+                             f"socks5h://127.0.0.1:{socks_port}", str(pki.trust_store),
+                             str(pki.public_roots))
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # one failure (a bind error, or the caller's own exception) is re-raised as itself
@@ -94,6 +115,23 @@ async def running_lab(
     finally:
         for dropper in droppers:
             dropper.close()
+        folder.cleanup()
+
+
+def _cert_kind(faults: frozenset[Fault]) -> str:
+    if Fault.EXPIRED in faults:
+        return "expired"
+    if Fault.WRONG_HOST in faults:
+        return "wrong_host"
+    return "good"
+
+
+_BEHAVIOURS = {Fault.BLOCK_PAGE: Behaviour.BLOCK_PAGE, Fault.GARBAGE: Behaviour.GARBAGE,
+               Fault.SILENT: Behaviour.SILENT, Fault.ENDLESS_HEADER: Behaviour.ENDLESS_HEADER}
+
+
+def _behaviour(faults: frozenset[Fault]) -> Behaviour:
+    return next((b for f, b in _BEHAVIOURS.items() if f in faults), Behaviour.SERVICE)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

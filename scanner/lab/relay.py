@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import ByteStream, SocketStream
+from anyio.streams.tls import TLSStream
 
 from scanner.errors import ProtocolError
 from scanner.httphead import find_head_end
 from scanner.models import ConnectStatus
+from scanner.probes.streams import Prefixed
 from scanner.probes.tcp import ConnectFailed, open_socket
+from scanner.probes.tls import client_context
 
 HEAD_LIMIT = 16 * 1024
 IDLE_TIMEOUT = 30.0
@@ -54,6 +58,22 @@ async def relay(a: ByteStream, b: ByteStream, first_to_b: bytes = b"") -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(_copy, a, b)
         tg.start_soon(_copy, b, a)
+
+
+async def intercept(client: ByteStream, upstream: ByteStream, first: bytes,
+                    context: ssl.SSLContext, name: str) -> None:
+    """What a TLS-inspecting proxy does: terminate the client's TLS with its own certificate,
+    speak TLS to the real server, and relay the plaintext between the two."""
+    try:
+        with anyio.fail_after(10):
+            inner = await TLSStream.wrap(Prefixed(client, first) if first else client,
+                                         server_side=True, ssl_context=context,
+                                         standard_compatible=False)
+            outer = await TLSStream.wrap(upstream, hostname=name, ssl_context=client_context(),
+                                         standard_compatible=False)
+    except (TimeoutError, OSError, anyio.EndOfStream, anyio.BrokenResourceError):
+        return
+    await relay(inner, outer)
 
 
 def is_loopback(address: str) -> bool:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import anyio
 from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, relay, shielded
+from scanner.lab.relay import IDLE_TIMEOUT, connect_loopback, intercept, relay, shielded
 from scanner.lab.zone import Fault, LabHost
 
 SUCCEEDED, NOT_ALLOWED, HOST_UNREACHABLE, REFUSED, CMD_UNSUPPORTED, ATYP_UNSUPPORTED = 0, 2, 4, 5, 7, 8
@@ -31,7 +32,8 @@ async def _request(reader: BufferedByteReceiveStream) -> tuple[int, int, str, in
     return ver, nmethods, methods.hex(), 0
 
 
-async def handle(hosts: Mapping[str, LabHost], connect_timeout: float, client: SocketStream) -> None:
+async def handle(hosts: Mapping[str, LabHost], connect_timeout: float,
+                 inspect: Callable[[str], ssl.SSLContext] | None, client: SocketStream) -> None:
     async with client:
         reader = BufferedByteReceiveStream(client)
         try:
@@ -85,6 +87,9 @@ async def handle(hosts: Mapping[str, LabHost], connect_timeout: float, client: S
             return
         async with upstream:
             await client.send(reply(SUCCEEDED))
+            if inspect is not None and Fault.INTERCEPT in host.faults:
+                await intercept(client, upstream, bytes(reader.buffer), inspect(host.name), host.name)
+                return
             await relay(client, upstream, reader.buffer)
 
 
@@ -98,9 +103,10 @@ def _is_ip(text: str) -> bool:
 
 async def serve_socks5(hosts: Mapping[str, LabHost], *, host: str = "127.0.0.1", port: int = 0,
                        connect_timeout: float = 1.0,
+                       inspect: Callable[[str], ssl.SSLContext] | None = None,
                        task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:
         task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
 
-        await listener.serve(shielded(partial(handle, hosts, connect_timeout), IDLE_TIMEOUT * 4))
+        await listener.serve(shielded(partial(handle, hosts, connect_timeout, inspect), IDLE_TIMEOUT * 4))

@@ -19,6 +19,15 @@ class Fault(StrEnum):
     DENIED = "denied"  # the proxies refuse it by policy (HTTP 403, SOCKS reply 2)
     AUTH = "auth"  # the HTTP proxy demands Basic authentication for it (407)
     DELAY = "delay"  # the proxies wait `delay_ms` before answering for it
+    # the stages after the connect (issue 4)
+    EXPIRED = "expired"  # its TLS certificate has expired
+    WRONG_HOST = "wrong_host"  # its TLS certificate names another host
+    INTERCEPT = "intercept"  # the proxies terminate its TLS with the lab's inspection CA
+    BLOCK_PAGE = "block_page"  # it answers HTTP with a gateway's block page, not the service
+    ACCEPT_ALL = "accept_all"  # its address accepts every port (a SYN-proxying middlebox)
+    GARBAGE = "garbage"  # it answers with bytes that are neither TLS nor HTTP
+    SILENT = "silent"  # it accepts and never says a word
+    ENDLESS_HEADER = "endless_header"  # its HTTP answer is a head that never ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +39,8 @@ class LabHost:
     delay_ms: int = 0
 
 
-FAULT_HELP = "nxdomain, closed, filtered, denied, auth, delay:MS"
+FAULT_HELP = ("nxdomain, closed, filtered, denied, auth, delay:MS, expired, wrong_host, intercept, "
+              "block_page, accept_all, garbage, silent, endless_header")
 
 
 def parse_fault(text: str) -> tuple[str, Fault, int]:

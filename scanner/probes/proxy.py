@@ -61,41 +61,61 @@ async def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
 async def probe_http_connect(
     proxy_address: str, route: Route, host: str, port: int, timeout: float
 ) -> ConnectResult:
+    result, tunnel = await open_http_connect(proxy_address, route, host, port, timeout)
+    if tunnel is not None:
+        abort(tunnel[0])
+    return result
+
+
+async def open_http_connect(
+    proxy_address: str, route: Route, host: str, port: int, timeout: float
+) -> tuple[ConnectResult, tuple[socket.socket, bytes] | None]:
+    """CONNECT; on a 2xx the socket stays open and comes back with the bytes that followed
+    the head (the start of the tunnel)."""
     start = time.perf_counter()
     try:
         sock = await open_socket(proxy_address, route.port, timeout)
     except ConnectFailed as failed:
         return ConnectResult(ConnectStatus.PROXY_UNREACHABLE, _elapsed(start), None,
-                             failed.detail, proxy_address)
+                             failed.detail, proxy_address), None
     loop = asyncio.get_running_loop()
     try:
         with anyio.fail_after(timeout):
             await loop.sock_sendall(sock, connect_request(host, port, route))
-            head_bytes, _tunnel = await _read_head(sock)
+            head_bytes, tunnel = await _read_head(sock)
         head = parse_response_head(head_bytes)
     except TimeoutError:
+        abort(sock)
         return ConnectResult(ConnectStatus.TIMEOUT, _elapsed(start), None,
                              f"proxy sent no complete answer to CONNECT within {timeout:g}s",
-                             proxy_address)
+                             proxy_address), None
     except ConnectionResetError:
+        abort(sock)
         return ConnectResult(ConnectStatus.DENIED, _elapsed(start), None,
                              "proxy reset the connection instead of answering (a TCP_RESET policy?)",
-                             proxy_address)
+                             proxy_address), None
     except ProtocolError as exc:
-        return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None, exc.message, proxy_address)
-    except OSError as exc:
-        return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
-                             f"proxy connection failed: {exc.strerror or exc}", proxy_address)
-    finally:
         abort(sock)
+        return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None, exc.message, proxy_address), None
+    except OSError as exc:
+        abort(sock)
+        return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
+                             f"proxy connection failed: {exc.strerror or exc}", proxy_address), None
+    except BaseException:
+        abort(sock)
+        raise
     status = state_for_http_status(head.status)
     scrub = _scrubber(route)
     squid_error = scrub(head.get("x-squid-error"))
     detail = f"HTTP {head.status}" + (f" {scrub(head.reason)}" if head.reason else "")
     if squid_error:
         detail += f", {squid_error}"
-    return ConnectResult(status, _elapsed(start), head.status, detail, proxy_address,
-                         auth_schemes=auth_schemes(head), proxy_error=squid_error)
+    result = ConnectResult(status, _elapsed(start), head.status, detail, proxy_address,
+                           auth_schemes=auth_schemes(head), proxy_error=squid_error)
+    if status is not ConnectStatus.TUNNEL:
+        abort(sock)
+        return result, None
+    return result, (sock, tunnel)
 
 
 def _scrubber(route: Route) -> Callable[[str | None], str | None]:
@@ -134,12 +154,23 @@ async def probe_socks(
     proxy_address: str, route: Route, dest: str, port: int, timeout: float
 ) -> ConnectResult:
     """`dest` is the host name for socks5h (the proxy resolves it), else an IP address."""
+    result, stream = await open_socks(proxy_address, route, dest, port, timeout)
+    if stream is not None:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+    return result
+
+
+async def open_socks(
+    proxy_address: str, route: Route, dest: str, port: int, timeout: float
+) -> tuple[ConnectResult, anyio.abc.SocketStream | None]:
+    """As `probe_socks`, with the tunnel handed back open when it was granted."""
     start = time.perf_counter()
     try:
         sock = await open_socket(proxy_address, route.port, timeout)
     except ConnectFailed as failed:
         return ConnectResult(ConnectStatus.PROXY_UNREACHABLE, _elapsed(start), None,
-                             failed.detail, proxy_address)
+                             failed.detail, proxy_address), None
     set_linger_0(sock)
     stream = await anyio.abc.SocketStream.from_socket(sock)
     proxy = Proxy(
@@ -148,32 +179,35 @@ async def probe_socks(
         rdns=route.kind is RouteKind.SOCKS5H,
         forward=_Connected(stream),  # type: ignore[arg-type]
     )
+    granted = False
     try:
         await proxy.connect(dest, port, timeout=timeout)
+        granted = True
     except ProxyTimeoutError:
         return ConnectResult(ConnectStatus.TIMEOUT, _elapsed(start), None,
                              f"SOCKS proxy gave no complete answer within {timeout:g}s",
-                             proxy_address)
+                             proxy_address), None
     except ProxyError as exc:
         code = exc.error_code if isinstance(exc.error_code, int) else None
         if code is not None:
             status, text = state_for_socks_reply(route.kind, code)
             return ConnectResult(status, _elapsed(start), None, f"SOCKS reply {code}: {text}",
-                                 proxy_address, reply_code=code)
+                                 proxy_address, reply_code=code), None
         text = str(exc)
         status = ConnectStatus.AUTH_REQUIRED if "auth" in text.lower() else ConnectStatus.ERROR
-        return ConnectResult(status, _elapsed(start), None, text, proxy_address)
+        return ConnectResult(status, _elapsed(start), None, text, proxy_address), None
     except (ProxyConnectionError, OSError) as exc:
         return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
-                             f"SOCKS exchange failed: {exc.strerror or exc}", proxy_address)
+                             f"SOCKS exchange failed: {exc.strerror or exc}", proxy_address), None
     except (asyncio.IncompleteReadError, anyio.EndOfStream, anyio.BrokenResourceError):
         return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
                              "SOCKS proxy closed the connection in the middle of its answer",
-                             proxy_address)
+                             proxy_address), None
     except ValueError as exc:  # python-socks on malformed replies
         return ConnectResult(ConnectStatus.ERROR, _elapsed(start), None,
-                             f"malformed SOCKS reply: {exc}", proxy_address)
+                             f"malformed SOCKS reply: {exc}", proxy_address), None
     finally:
-        with anyio.CancelScope(shield=True):
-            await stream.aclose()
-    return ConnectResult(ConnectStatus.TUNNEL, _elapsed(start), None, None, proxy_address)
+        if not granted:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+    return ConnectResult(ConnectStatus.TUNNEL, _elapsed(start), None, None, proxy_address), stream

@@ -65,26 +65,47 @@ async def open_socket(address: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
-async def connect_once(address: str, port: int, timeout: float) -> Attempt:
+async def _attempt(address: str, port: int, timeout: float) -> tuple[Attempt, socket.socket | None]:
     start = time.perf_counter()
     try:
         sock = await open_socket(address, port, timeout)
     except ConnectFailed as failed:
         ms = (time.perf_counter() - start) * 1000
-        return Attempt(address, failed.status, round(ms, 3), failed.detail)
+        return Attempt(address, failed.status, round(ms, 3), failed.detail), None
     ms = (time.perf_counter() - start) * 1000
-    abort(sock)
-    return Attempt(address, ConnectStatus.LISTENING, round(ms, 3))
+    return Attempt(address, ConnectStatus.LISTENING, round(ms, 3)), sock
+
+
+async def connect_once(address: str, port: int, timeout: float) -> Attempt:
+    attempt, sock = await _attempt(address, port, timeout)
+    if sock is not None:
+        abort(sock)
+    return attempt
+
+
+async def open_direct(addresses: Sequence[str], port: int, timeout: float
+                      ) -> tuple[ConnectResult, socket.socket | None]:
+    """Try each address in turn until one listens; report the first that did, else the first.
+    The listening socket is handed back open, for the stages after the connect."""
+    attempts: list[Attempt] = []
+    sock: socket.socket | None = None
+    try:
+        for address in addresses:
+            attempt, sock = await _attempt(address, port, timeout)
+            attempts.append(attempt)
+            if sock is not None:
+                break
+    except BaseException:
+        if sock is not None:
+            abort(sock)
+        raise
+    chosen = attempts[-1] if attempts[-1].status is ConnectStatus.LISTENING else attempts[0]
+    total = round(sum(a.ms for a in attempts), 3)
+    return ConnectResult(chosen.status, total, None, chosen.detail, chosen.address, tuple(attempts)), sock
 
 
 async def probe_direct(addresses: Sequence[str], port: int, timeout: float) -> ConnectResult:
-    """Try each address in turn until one listens; report the first that did, else the first."""
-    attempts: list[Attempt] = []
-    for address in addresses:
-        attempt = await connect_once(address, port, timeout)
-        attempts.append(attempt)
-        if attempt.status is ConnectStatus.LISTENING:
-            break
-    chosen = attempts[-1] if attempts[-1].status is ConnectStatus.LISTENING else attempts[0]
-    total = round(sum(a.ms for a in attempts), 3)
-    return ConnectResult(chosen.status, total, None, chosen.detail, chosen.address, tuple(attempts))
+    result, sock = await open_direct(addresses, port, timeout)
+    if sock is not None:
+        abort(sock)
+    return result

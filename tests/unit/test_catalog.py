@@ -106,7 +106,8 @@ def test_malformed_toml_names_the_line(tmp_path: Path) -> None:
         (GOOD_HEAD + 'colour = "red"\n' + GOOD_ENDPOINT, "colour",
          "unknown key (expected one of ['description', 'endpoints', 'name', 'source'])"),
         (GOOD_HEAD + GOOD_ENDPOINT + '[[endpoints]]\nhost = "b.example.com"\nport = 443\n',
-         "endpoints[1].port", "unknown key (expected ['expect', 'host', 'note', 'ports', 'probe'])"),
+         "endpoints[1].port", "unknown key (expected ['expect', 'host', 'http', 'note', 'pins', "
+                              "'ports', 'probe', 'require', 'tls'])"),
         (GOOD_ENDPOINT, "name", "missing (a string is required)"),
         ('name = "  "\n' + GOOD_ENDPOINT, "name", "must not be empty"),
         ("name = 3\n" + GOOD_ENDPOINT, "name", "expected a string, got int"),

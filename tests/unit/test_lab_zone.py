@@ -65,8 +65,11 @@ def test_parse_fault_bad(text: str, problem: str) -> None:
 
 
 def test_fault_help_lists_every_fault() -> None:
-    assert FAULT_HELP == "nxdomain, closed, filtered, denied, auth, delay:MS"
-    assert [f.value for f in Fault] == ["nxdomain", "closed", "filtered", "denied", "auth", "delay"]
+    assert FAULT_HELP == ("nxdomain, closed, filtered, denied, auth, delay:MS, expired, wrong_host, "
+                          "intercept, block_page, accept_all, garbage, silent, endless_header")
+    assert [f.value for f in Fault] == ["nxdomain", "closed", "filtered", "denied", "auth", "delay",
+                                        "expired", "wrong_host", "intercept", "block_page",
+                                        "accept_all", "garbage", "silent", "endless_header"]
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,9 @@ def test_record_fields_listening() -> None:
             "proxy_error": None,
             "reply_code": None,
         },
+        "tls": None,
+        "http": None,
+        "middlebox": None,
         "ok": True,
         "reason": None,
     }
@@ -103,7 +106,8 @@ def test_record_fields_listening() -> None:
 def test_record_fields_through_a_proxy_in_schema_order() -> None:
     fields = record_fields(AUTH)
     assert list(fields) == ["schema", "ts", "catalog", "host", "port", "route", "route_source",
-                            "wildcard", "expect", "dns", "connect", "ok", "reason"]
+                            "wildcard", "expect", "dns", "connect", "tls", "http", "middlebox", "ok",
+                            "reason"]
     assert list(fields["dns"]) == ["status", "addresses", "cnames", "ms", "detail"]
     assert list(fields["connect"]) == ["status", "ms", "http_status", "detail", "address", "attempts",
                                        "auth_schemes", "proxy_error", "reply_code"]
@@ -129,6 +133,9 @@ def test_record_fields_through_a_proxy_in_schema_order() -> None:
             "proxy_error": "ERR_CACHE_ACCESS_DENIED 0",
             "reply_code": None,
         },
+        "tls": None,
+        "http": None,
+        "middlebox": None,
         "ok": False,
         "reason": AUTH_REASON,
     }

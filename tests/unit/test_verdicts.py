@@ -202,6 +202,11 @@ REACHABLE_CASES: list[tuple[ConnectStatus, Route, str | None, str | None]] = [
     (CS.ERROR, DIRECT, "boom", f"probe of {T} failed (boom)"),
     (CS.ERROR, DIRECT, None, f"probe of {T} failed"),
     (CS.SKIPPED, DIRECT, None, "svc.example.com did not resolve (nxdomain)"),
+    (CS.SUSPECT_MIDDLEBOX, DIRECT, "control port 50000, closed by design, accepted too",
+     f"{T} accepted, but so did a port closed by design (control port 50000, closed by design, "
+     "accepted too): a firewall or proxy completes every handshake here, so the service itself "
+     "is not proven"),
+    (CS.UNVERIFIED, DIRECT, None, f"{T} accepted, but nothing proved the service (--verify)"),
 ]
 
 
@@ -236,7 +241,7 @@ def test_auth_required_reason_names_schemes_and_localsystem() -> None:
 
 BLOCKED_OK = [CS.NOT_LISTENING, CS.FILTERED, CS.UNREACHABLE, CS.DENIED]
 BLOCKED_NOT_OK = [CS.LISTENING, CS.TUNNEL, CS.PROXY_ERROR, CS.AUTH_REQUIRED, CS.TIMEOUT,
-                  CS.PROXY_UNREACHABLE, CS.ERROR, CS.SKIPPED]
+                  CS.PROXY_UNREACHABLE, CS.ERROR, CS.SKIPPED, CS.SUSPECT_MIDDLEBOX, CS.UNVERIFIED]
 
 
 def test_blocked_tables_cover_every_status() -> None:
