@@ -19,6 +19,7 @@ import anyio
 
 from scanner import __version__
 from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag
+from scanner.discovery.command import add_proxy_arguments, add_source_arguments, cmd_proxy, sensor_routes
 from scanner.engine import run_check
 from scanner.errors import ScannerError, UsageError
 from scanner.limits import fit_concurrency, raise_nofile_limit
@@ -79,6 +80,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("jsonl", "console"), default=None,
                         help="stdout format (default: console on a terminal, else jsonl)")
     parser.add_argument("--output", metavar="FILE", help="also write the JSON lines to FILE")
+    add_source_arguments(parser)  # --winhttp, --pac, --wpad, --dns-suffix: WinHTTP's own route
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inject a fault: nxdomain, closed, filtered, denied, auth, delay:MS")
     lab.add_argument("--proxy-auth", metavar="USER:PASS",
                      help="make the lab's HTTP proxy require these Basic credentials")
+    add_proxy_arguments(sub.add_parser("proxy", help="explain which proxy each source picks for URLs"))
     demo = sub.add_parser("demo", help="start the lab in-process and check defender-atp through it")
     demo.add_argument("--format", choices=("jsonl", "console"), default=None,
                       help="stdout format (default: console)")
@@ -110,9 +113,11 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
     extra = tuple(parse_endpoint_flag(text) for text in args.endpoint)
     explicit: list[Route] = [DIRECT] if args.direct else []
     explicit += [parse_proxy_url(text) for text in args.proxy]
-    env = None if explicit else env_proxies(environ)
     dns_servers = tuple(parse_dns_server(text) for text in args.dns_server)
-    return CheckPlan(catalog, extra, RoutePlan(tuple(explicit), env), dns_servers,
+    targets = CheckPlan(catalog, extra, RoutePlan((), None), dns_servers, args.timeout, 1)
+    sensor = sensor_routes(args, [(e.host, p) for _, e in targets.endpoints() for p in e.ports], dns_servers)
+    env = None if explicit or sensor else env_proxies(environ)
+    return CheckPlan(catalog, extra, RoutePlan(tuple(explicit), env, sensor), dns_servers,
                      args.timeout, args.concurrency)
 
 
@@ -192,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "proxy":
+            return cmd_proxy(args, os.environ)
         from scanner.lab.cli import cmd_demo, cmd_lab  # noqa: PLC0415
 
         if args.command == "lab":
