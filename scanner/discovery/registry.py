@@ -61,6 +61,16 @@ def _ascii(blob: bytes, offset: int, length: int, what: str) -> str:
 
 
 def parse_blob(blob: bytes, origin: str = "registry WinHttpSettings") -> WinHttpSettings:
+    """The value's bytes -> settings; WinHttpError naming `origin` when truncated or corrupt."""
+    try:
+        return _parse_blob(blob, origin)
+    except WinHttpError as exc:
+        if exc.message.startswith(origin):
+            raise
+        raise WinHttpError(f"{origin}: {exc.message}") from None
+
+
+def _parse_blob(blob: bytes, origin: str) -> WinHttpSettings:
     version = _u32(blob, 0, "the version")
     if version not in VERSIONS:
         raise WinHttpError(f"registry value corrupt: version 0x{version:x} (known: 0x18, 0x28)")
