@@ -1,4 +1,4 @@
-"""The command line: `scanner check`, `scanner lab`, `scanner demo`.
+"""The command line: `scanner check`, `scanner proxy`, `scanner lab`, `scanner demo`.
 
 Exit statuses: 0 all ok, 1 an endpoint failed, 2 bad usage or input,
 3 internal error, 4 regressed since --baseline, 130 interrupted.
@@ -21,6 +21,7 @@ import anyio
 from scanner import __version__
 from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag
 from scanner.certs import Trust, load_roots, public_roots, system_roots
+from scanner.discovery.command import add_proxy_arguments, add_source_arguments, cmd_proxy, sensor_routes
 from scanner.drift import (
     REGRESSIONS,
     DriftCollector,
@@ -99,6 +100,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="FILE",
                         help="compare with an earlier JSONL run: drift records, exit 4 on regression")
     add_stage_arguments(parser)
+    add_source_arguments(parser)  # --winhttp, --pac, --wpad, --dns-suffix: WinHTTP's own route
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inject a fault: nxdomain, closed, filtered, denied, auth, delay:MS")
     lab.add_argument("--proxy-auth", metavar="USER:PASS",
                      help="make the lab's HTTP proxy require these Basic credentials")
+    add_proxy_arguments(sub.add_parser("proxy", help="explain which proxy each source picks for URLs"))
     demo = sub.add_parser("demo", help="start the lab in-process and check defender-atp through it")
     demo.add_argument("--format", choices=("jsonl", "console"), default=None,
                       help="stdout format (default: console)")
@@ -152,9 +155,11 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
     extra = tuple(parse_endpoint_flag(text) for text in args.endpoint)
     explicit: list[Route] = [DIRECT] if args.direct else []
     explicit += [parse_proxy_url(text) for text in args.proxy]
-    env = None if explicit else env_proxies(environ)
     dns_servers = tuple(parse_dns_server(text) for text in args.dns_server)
-    return CheckPlan(catalog, extra, RoutePlan(tuple(explicit), env), dns_servers,
+    targets = CheckPlan(catalog, extra, RoutePlan((), None), dns_servers, args.timeout, 1)
+    sensor = sensor_routes(args, [(e.host, p) for _, e in targets.endpoints() for p in e.ports], dns_servers)
+    env = None if explicit or sensor else env_proxies(environ)
+    return CheckPlan(catalog, extra, RoutePlan(tuple(explicit), env, sensor), dns_servers,
                      args.timeout, args.concurrency, stage_options(args))
 
 
@@ -252,6 +257,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "proxy":
+        return cmd_proxy(args, os.environ)
     from scanner.lab.cli import cmd_demo, cmd_lab  # noqa: PLC0415
 
     if args.command == "lab":

@@ -60,6 +60,9 @@ class RouteSource(StrEnum):
     EXPLICIT = "explicit"  # --direct / --proxy
     ENV = "env"  # HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY
     DEFAULT = "default"  # nothing configured: direct
+    WINHTTP = "winhttp"  # the static WinHTTP setting (netsh dump or registry value)
+    PAC = "pac"  # a PAC script named with --pac
+    WPAD = "wpad"  # a PAC script found by WPAD
 
 
 class Stage(StrEnum):
@@ -128,6 +131,7 @@ class Route:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     source: RouteSource = RouteSource.EXPLICIT
+    explanation: str | None = field(default=None, compare=False)  # why this route was chosen
 
     @property
     def display(self) -> str:

@@ -44,6 +44,7 @@ def record_fields(record: Record) -> dict[str, Any]:
         "port": probe.port,
         "route": probe.route.display,
         "route_source": probe.route.source.value,
+        "route_explanation": probe.route.explanation,
         "wildcard": probe.endpoint.wildcard,
         "expect": probe.endpoint.expect.value,
         "dns": {

@@ -6,8 +6,8 @@ engine only ever holds a bounded number of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from scanner.certs import Trust
 from scanner.models import Catalog, Endpoint, Probe, Route
@@ -16,12 +16,17 @@ from scanner.routes import DEFAULT_DIRECT, EnvProxies
 
 @dataclass(frozen=True, slots=True)
 class RoutePlan:
-    """Either the explicit routes (`--direct`, `--proxy`), or the environment's choice."""
+    """Either the explicit routes (`--direct`, `--proxy`), or the environment's choice;
+    with `--winhttp`/`--pac`/`--wpad`, WinHTTP's route beside the explicit ones."""
 
     explicit: tuple[Route, ...]
     env: EnvProxies | None
+    sensor: Mapping[tuple[str, int], Route] = field(default_factory=dict)  # WinHTTP's route, if asked
 
     def routes_for(self, host: str, port: int) -> tuple[Route, ...]:
+        chosen = self.sensor.get((host, port))
+        if chosen is not None:
+            return (*self.explicit, chosen)
         if self.explicit:
             return self.explicit
         if self.env is not None:

@@ -72,6 +72,7 @@ def test_record_fields_listening() -> None:
         "port": 443,
         "route": "direct",
         "route_source": "explicit",
+        "route_explanation": None,
         "wildcard": "*.blob.core.windows.net",
         "expect": "reachable",
         "dns": {
@@ -106,7 +107,7 @@ def test_record_fields_listening() -> None:
 def test_record_fields_through_a_proxy_in_schema_order() -> None:
     fields = record_fields(AUTH)
     assert list(fields) == ["schema", "ts", "catalog", "host", "port", "route", "route_source",
-                            "wildcard", "expect", "dns", "connect", "tls", "http", "middlebox", "ok",
+                            "route_explanation", "wildcard", "expect", "dns", "connect", "tls", "http", "middlebox", "ok",
                             "reason"]
     assert list(fields["dns"]) == ["status", "addresses", "cnames", "ms", "detail"]
     assert list(fields["connect"]) == ["status", "ms", "http_status", "detail", "address", "attempts",
@@ -119,6 +120,7 @@ def test_record_fields_through_a_proxy_in_schema_order() -> None:
         "port": 80,
         "route": "http://***@proxy.corp:3128",
         "route_source": "env",
+        "route_explanation": None,
         "wildcard": None,
         "expect": "blocked",
         "dns": {"status": "nxdomain", "addresses": [], "cnames": [], "ms": 1.0, "detail": "local resolver"},
