@@ -21,6 +21,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -418,6 +419,7 @@ def _squid_config(
     allow_ports: Sequence[int] | None,
     dns: str,
     htpasswd: Path | None,
+    allow_plain_http: bool = False,
 ) -> str:
     lines = [
         f"http_port 127.0.0.1:{port} name=open",
@@ -452,7 +454,8 @@ def _squid_config(
             # makes squid challenge rather than deny.
             "http_access deny auth_port !authenticated",
         ]
-    lines.append("http_access deny !CONNECT")
+    if not allow_plain_http:
+        lines.append("http_access deny !CONNECT")
     if allow_ports is not None:
         lines.append("acl allowed_ports port " + " ".join(str(p) for p in allow_ports))
         lines.append("http_access deny !allowed_ports")
@@ -473,6 +476,7 @@ def squid(
     users: Mapping[str, str] | None = None,
     dns: str = "127.0.0.1",
     allow_ports: Sequence[int] | None = None,
+    allow_plain_http: bool = False,
 ) -> Iterator[SquidServer]:
     """A squid 5 HTTP proxy on 127.0.0.1:`port` that only tunnels (CONNECT).
 
@@ -515,6 +519,7 @@ def squid(
                 auth_port=auth_port,
                 allow_domains=allow_domains,
                 allow_ports=allow_ports,
+                allow_plain_http=allow_plain_http,
                 dns=dns,
                 htpasswd=htpasswd,
             )
@@ -648,3 +653,50 @@ def dante(*, port: int) -> Iterator[RunningServer]:
         argv = [binary, "-f", str(conf), "-p", str(workdir / "danted.pid")]
         with _running("danted", argv, workdir, ready):
             yield RunningServer("dante", "127.0.0.1", port, workdir / "danted.log", workdir)
+
+
+@contextlib.contextmanager
+def http_listener(
+    host: str, port: int, context: ssl.SSLContext | None = None
+) -> Iterator[int]:
+    """A small HTTP (or, with `context`, HTTPS) server on `host`:`port` answering every
+    request with 200; each client is served in turn by one thread. Yields the port."""
+    server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, port))
+    server.listen(64)
+    server.settimeout(0.1)
+    stop = threading.Event()
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+              b"Connection: close\r\n\r\nok\n")
+
+    def serve_one(conn: socket.socket) -> None:
+        conn.settimeout(2.0)
+        stream: socket.socket = context.wrap_socket(conn, server_side=True) if context else conn
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 16384:
+            chunk = stream.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        stream.sendall(answer)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError, ssl.SSLError):
+                serve_one(conn)
+
+    thread = threading.Thread(target=serve, name=f"http-{host}:{port}", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+        server.close()

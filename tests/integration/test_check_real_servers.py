@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.servers import banner_listener, dante, dnsmasq, free_port, squid
+from scanner.lab.pki import LabPki
+from tests.integration.servers import dante, dnsmasq, free_port, http_listener, squid
 
 if os.environ.get("SCANNER_TEST_NETNS") != "1":
     pytest.fail("integration tests run only inside tests/run's private network namespace",
@@ -48,24 +49,30 @@ class Setup:
     dante: int
 
 
+TRUST: list[str] = []  # --ca-file and --public-roots of the module's test CA
+
+
 @pytest.fixture(scope="module")
-def setup() -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     records = {name: [where[0]] for name, where in HOSTS.items() if where is not None}
+    pki = LabPki(tmp_path_factory.mktemp("pki"))
+    TRUST[:] = ["--ca-file", str(pki.trust_store), "--public-roots", str(pki.public_roots)]
     with ExitStack() as stack:
-        for where in HOSTS.values():
-            if where is not None and where[1] is not None:
-                stack.enter_context(banner_listener(where[0], where[1]))
+        for name, where in HOSTS.items():
+            if where is not None and where[1] is not None:  # HTTPS on 443, HTTP on 80
+                context = pki.context(name) if where[1] == 443 else None
+                stack.enter_context(http_listener(where[0], where[1], context))
         stack.enter_context(dnsmasq(records, port=53))
         squid_port, auth_port, dante_port = free_port(), free_port(), free_port()
         stack.enter_context(squid(port=squid_port, allow_domains=ALLOWED, auth_port=auth_port,
-                                  users={USER: PASSWORD}))
+                                  users={USER: PASSWORD}, allow_plain_http=True))
         stack.enter_context(dante(port=dante_port))
         yield Setup(squid_port, auth_port, dante_port)
 
 
 def check(*args: str) -> tuple[int, list[dict[str, Any]], dict[str, Any], str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    done = subprocess.run([sys.executable, "-m", "scanner", "check", *args, "--timeout", "3"],
+    done = subprocess.run([sys.executable, "-m", "scanner", "check", *args, *TRUST, "--timeout", "3"],
                           capture_output=True, timeout=120, env=env, check=False)
     lines = [orjson.loads(line) for line in done.stdout.splitlines()]
     assert lines and lines[-1]["event"] == "summary", done.stderr
@@ -115,11 +122,13 @@ def test_defender_atp_through_real_squid_dnsmasq_and_dante(setup: Setup) -> None
     assert "allowlist" in denied["reason"]
     us = table[("us.vortex-win.data.microsoft.com", "direct")]
     assert us["dns"]["addresses"] == ["127.0.2.1"] and us["connect"]["address"] == "127.0.2.1"
-    # the banner listeners on 443 speak no TLS, which defender-atp requires there
+    # every endpoint reached on 443 spoke TLS with a certificate for its own name
     reached_443 = [r for r in found if r["port"] == 443 and r["connect"]["status"] in ("listening", "tunnel")]
     assert len(reached_443) == 24
-    assert {r["tls"]["status"] for r in reached_443} == {"handshake_failed"}
-    assert summary["ok"] == sum(1 for r in found if r["ok"]) == 36 - 7 - 24
+    assert {(r["tls"]["status"], r["tls"]["hostname_match"]) for r in reached_443} == {("ok", True)}
+    reached_80 = [r for r in found if r["port"] == 80 and r["connect"]["status"] in ("listening", "tunnel")]
+    assert {(r["http"]["status"], r["http"]["http_status"]) for r in reached_80} == {("ok", 200)}
+    assert summary["ok"] == sum(1 for r in found if r["ok"]) == 36 - 7
 
 
 def test_squid_basic_auth_port_and_no_password_anywhere(setup: Setup) -> None:
