@@ -33,6 +33,7 @@ Stages beyond the connect (all optional)::
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
@@ -44,7 +45,8 @@ from scanner.models import Catalog, Checks, Endpoint, Expectation, HttpExpect, S
 from scanner.names import is_ip_literal, split_host_port, to_ascii, validate_hostname
 
 _CATALOG_KEYS = {"name", "description", "source", "endpoints"}
-_ENDPOINT_KEYS = {"host", "ports", "expect", "probe", "note", "tls", "pins", "require", "http"}
+_ENDPOINT_KEYS = {"host", "ports", "expect", "probe", "note", "tls", "pins", "require", "http", "tags"}
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 _HTTP_KEYS = {"ports", "method", "path", "status", "header", "body"}
 
 
@@ -161,6 +163,10 @@ def _endpoints(raw: Mapping[str, Any], origin: str, where: str) -> Iterator[Endp
     except ValueError:
         raise _fail(origin, f"{where}.expect", f"{expect_text!r} is not 'reachable' or 'blocked'") from None
     note = _string(raw, "note", origin, where + ".", required=False) or None
+    tags = _strings(raw.get("tags"), origin, f"{where}.tags")
+    for tag in tags:
+        if not _TAG.match(tag):
+            raise _fail(origin, f"{where}.tags", f"{tag!r} is not a tag (lower-case letters, digits, - _ .)")
     checks = _checks(raw, ports, origin, where)
     probe = raw.get("probe")
     if host.startswith("*."):
@@ -178,14 +184,14 @@ def _endpoints(raw: Mapping[str, Any], origin: str, where: str) -> Iterator[Endp
                 raise _fail(origin, f"{where}.probe[{i}]", f"{concrete!r}: {problem}")
             if not name.endswith("." + suffix):
                 raise _fail(origin, f"{where}.probe[{i}]", f"{concrete!r} is not under {host!r}")
-            yield Endpoint(name, ports, expect, wildcard=host, note=note, checks=checks)
+            yield Endpoint(name, ports, expect, wildcard=host, note=note, checks=checks, tags=tags)
         return
     if probe is not None:
         raise _fail(origin, f"{where}.probe", "only a wildcard host takes a probe list")
     problem = None if is_ip_literal(host) else validate_hostname(host)
     if problem:
         raise _fail(origin, f"{where}.host", f"{host!r}: {problem}")
-    yield Endpoint(host, ports, expect, note=note, checks=checks)
+    yield Endpoint(host, ports, expect, note=note, checks=checks, tags=tags)
 
 
 def _strings(value: object, origin: str, where: str) -> tuple[str, ...]:
@@ -279,3 +285,29 @@ def parse_endpoint_flag(text: str) -> Endpoint:
         raise UsageError(f"--endpoint {text!r}: {problem}")
     return Endpoint(host, tuple(dict.fromkeys(ports)))
 
+
+
+def select_tags(catalog: Catalog, tags: tuple[str, ...]) -> Catalog:
+    """The endpoints carrying at least one of `tags` (all of them when `tags` is empty)."""
+    if not tags:
+        return catalog
+    wanted = {t.lower() for t in tags}
+    kept = tuple(e for e in catalog.endpoints if wanted & set(e.tags))
+    if not kept:
+        known = sorted({t for e in catalog.endpoints for t in e.tags})
+        raise UsageError(f"no endpoint of catalog {catalog.name!r} has tag {', '.join(sorted(wanted))} "
+                         f"(its tags: {', '.join(known) or 'none'})")
+    return Catalog(catalog.name, catalog.description, catalog.source, kept, catalog.path)
+
+
+def lint_problems(catalog: Catalog) -> list[str]:
+    """What a valid catalog still lacks to be useful in a library (empty: nothing)."""
+    problems = []
+    if not catalog.description.strip():
+        problems.append("description: missing")
+    if not catalog.source.strip():
+        problems.append("source: missing (name the document the list was taken from)")
+    untagged = [e.host for e in catalog.endpoints if not e.tags]
+    if untagged and len(untagged) < len(catalog.endpoints):
+        problems.append(f"tags: {len(untagged)} endpoints have none (e.g. {untagged[0]})")
+    return problems

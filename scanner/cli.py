@@ -19,7 +19,8 @@ from typing import BinaryIO, NoReturn
 import anyio
 
 from scanner import __version__
-from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag
+from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag, select_tags
+from scanner.catalog_cli import add_catalog_parser, cmd_catalog
 from scanner.certs import Trust, load_roots, public_roots, system_roots
 from scanner.discovery.command import add_proxy_arguments, add_source_arguments, cmd_proxy, sensor_routes
 from scanner.drift import (
@@ -97,6 +98,8 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a JUnit XML report (one testcase per endpoint x route)")
     parser.add_argument("--prometheus", metavar="FILE",
                         help="write a node_exporter textfile (written atomically)")
+    parser.add_argument("--tag", action="append", default=[], metavar="TAG",
+                        help="only the catalog's endpoints with this tag (repeatable: any of them)")
     parser.add_argument("--baseline", metavar="FILE",
                         help="compare with an earlier JSONL run: drift records, exit 4 on regression")
     add_stage_arguments(parser)
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--proxy-auth", metavar="USER:PASS",
                      help="make the lab's HTTP proxy require these Basic credentials")
     add_proxy_arguments(sub.add_parser("proxy", help="explain which proxy each source picks for URLs"))
+    add_catalog_parser(sub)
     demo = sub.add_parser("demo", help="start the lab in-process and check defender-atp through it")
     demo.add_argument("--format", choices=("jsonl", "console"), default=None,
                       help="stdout format (default: console)")
@@ -151,7 +155,7 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
     if not args.catalog and not args.endpoint:
         raise UsageError("name a catalog or give at least one --endpoint "
                          f"(bundled catalogs: {', '.join(bundled_names())})")
-    catalog = load_catalog(args.catalog) if args.catalog else None
+    catalog = select_tags(load_catalog(args.catalog), tuple(args.tag)) if args.catalog else None
     extra = tuple(parse_endpoint_flag(text) for text in args.endpoint)
     explicit: list[Route] = [DIRECT] if args.direct else []
     explicit += [parse_proxy_url(text) for text in args.proxy]
@@ -259,6 +263,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_check(args)
     if args.command == "proxy":
         return cmd_proxy(args, os.environ)
+    if args.command == "catalog":
+        return cmd_catalog(args)
     from scanner.lab.cli import cmd_demo, cmd_lab  # noqa: PLC0415
 
     if args.command == "lab":

@@ -110,6 +110,7 @@ class Endpoint:
     wildcard: str | None = None  # the catalog's wildcard this concrete host stands for
     note: str | None = None
     checks: Checks = Checks()
+    tags: tuple[str, ...] = ()  # region and function labels, for --tag
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,7 +107,7 @@ def test_malformed_toml_names_the_line(tmp_path: Path) -> None:
          "unknown key (expected one of ['description', 'endpoints', 'name', 'source'])"),
         (GOOD_HEAD + GOOD_ENDPOINT + '[[endpoints]]\nhost = "b.example.com"\nport = 443\n',
          "endpoints[1].port", "unknown key (expected ['expect', 'host', 'http', 'note', 'pins', "
-                              "'ports', 'probe', 'require', 'tls'])"),
+                              "'ports', 'probe', 'require', 'tags', 'tls'])"),
         (GOOD_ENDPOINT, "name", "missing (a string is required)"),
         ('name = "  "\n' + GOOD_ENDPOINT, "name", "must not be empty"),
         ("name = 3\n" + GOOD_ENDPOINT, "name", "expected a string, got int"),
@@ -184,7 +184,7 @@ def test_unknown_catalog_name_lists_bundled_catalogs() -> None:
     with pytest.raises(CatalogError) as info:
         load_catalog("no-such-catalog")
     assert info.value.message == (
-        "unknown catalog 'no-such-catalog': not a file, and not a bundled catalog (defender-atp)"
+        "unknown catalog 'no-such-catalog': not a file, and not a bundled catalog (azure-arc, defender-atp, github-actions-runner, intune, mde-standard, mde-streamlined, windows-update)"
     )
 
 
