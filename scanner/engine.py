@@ -105,6 +105,9 @@ async def run_probe(dns: DnsStage, probe: Probe, timeout: float, stages: Stages 
     """One probe: DNS, the connect, then (with `stages`) TLS, HTTP and the middlebox check."""
     kind = probe.route.kind
     host = probe.endpoint.host
+    if kind is RouteKind.NONE:  # --analyzer: a path that does not exist here; nothing to send
+        connect = ConnectResult(ConnectStatus.NOT_CONFIGURED, 0.0, None, probe.route.explanation)
+        return Record(probe, await dns.lookup(host), connect, None, None, time.time())
     keep = stages is not None and wants_stream(probe)
     stream: ByteStream | None = None
     try:
