@@ -22,7 +22,14 @@ from scanner import __version__
 from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag, select_tags
 from scanner.catalog_cli import add_catalog_parser, cmd_catalog
 from scanner.certs import Trust, load_roots, public_roots, system_roots
-from scanner.discovery.command import add_proxy_arguments, add_source_arguments, cmd_proxy, sensor_routes
+from scanner.discovery.command import (
+    add_analyzer_arguments,
+    add_proxy_arguments,
+    add_source_arguments,
+    analyzer_routes,
+    cmd_proxy,
+    sensor_routes,
+)
 from scanner.drift import (
     REGRESSIONS,
     DriftCollector,
@@ -36,7 +43,7 @@ from scanner.drift import (
 from scanner.engine import run_check
 from scanner.errors import ScannerError, UsageError
 from scanner.limits import fit_concurrency, raise_nofile_limit
-from scanner.models import DIRECT, Route
+from scanner.models import DIRECT, Route, RouteKind
 from scanner.output import ConsoleWriter, Fanout, JsonlWriter, StdoutClosed, Writer, colour_wanted
 from scanner.plan import CheckPlan, RoutePlan, StageOptions
 from scanner.probes.dns import parse_dns_server
@@ -104,6 +111,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compare with an earlier JSONL run: drift records, exit 4 on regression")
     add_stage_arguments(parser)
     add_source_arguments(parser)  # --winhttp, --pac, --wpad, --dns-suffix: WinHTTP's own route
+    add_analyzer_arguments(parser)  # --analyzer, --named-proxy: the client analyzer's paths
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,9 +167,18 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
     extra = tuple(parse_endpoint_flag(text) for text in args.endpoint)
     explicit: list[Route] = [DIRECT] if args.direct else []
     explicit += [parse_proxy_url(text) for text in args.proxy]
+    explicit = list(dict.fromkeys(explicit))  # a route given twice is probed once
+    if args.named_proxy is not None and not args.analyzer:
+        raise UsageError("--named-proxy is one of --analyzer's paths: add --analyzer")
     dns_servers = tuple(parse_dns_server(text) for text in args.dns_server)
     targets = CheckPlan(catalog, extra, RoutePlan((), None), dns_servers, args.timeout, 1)
-    sensor = sensor_routes(args, [(e.host, p) for _, e in targets.endpoints() for p in e.ports], dns_servers)
+    pairs = [(e.host, p) for _, e in targets.endpoints() for p in e.ports]
+    if args.analyzer:  # --direct is the analyzer's "proxy disabled" path, always there
+        proxies = [r for r in explicit if r.kind is not RouteKind.DIRECT]
+        paths = analyzer_routes(args, pairs, dns_servers, proxies)
+        return CheckPlan(catalog, extra, RoutePlan((), None, paths=paths), dns_servers,
+                         args.timeout, args.concurrency, stage_options(args))
+    sensor = sensor_routes(args, pairs, dns_servers)
     env = None if explicit or sensor else env_proxies(environ)
     return CheckPlan(catalog, extra, RoutePlan(tuple(explicit), env, sensor), dns_servers,
                      args.timeout, args.concurrency, stage_options(args))
@@ -181,7 +198,7 @@ def make_writers(args: argparse.Namespace, plan: CheckPlan) -> list[Writer]:
     writers: list[Writer] = []
     if fmt == "console":
         width = max((len(e.host) + 6 for _, e in plan.endpoints()), default=20)
-        routes = {r.display for p in plan.probes() for r in (p.route,)}
+        routes = {r.label for p in plan.probes() for r in (p.route,)}
         route_width = max((len(r) for r in routes), default=6)
         writers.append(ConsoleWriter(sys.stdout, width, route_width, colour_wanted(sys.stdout)))
     else:

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 
 from scanner.errors import UsageError
-from scanner.models import Record
+from scanner.models import Record, route_label
 
-Key = tuple[str, int, str]  # host, port, route as displayed
+Key = tuple[str, int, str]  # host, port, the route's label (models.route_label)
 
 
 class DriftKind(StrEnum):
@@ -30,7 +30,7 @@ REGRESSIONS = frozenset({DriftKind.NEWLY_FAILING})
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     status: str
-    ok: bool
+    ok: bool | None  # None: no verdict (not_configured)
     addresses: tuple[str, ...]
 
 
@@ -55,7 +55,7 @@ class Drift:
 
 def snapshot(record: Record) -> tuple[Key, Snapshot]:
     probe = record.probe
-    key = (probe.endpoint.host, probe.port, probe.route.display)
+    key = (probe.endpoint.host, probe.port, probe.route.label)
     return key, Snapshot(record.connect.status.value, record.ok, tuple(sorted(record.dns.addresses)))
 
 
@@ -74,8 +74,10 @@ def load_baseline(path: str) -> dict[Key, Snapshot]:
             item = orjson.loads(line)
             if item.get("event") != "endpoint":
                 continue
-            key = (str(item["host"]), int(item["port"]), str(item["route"]))
-            found[key] = Snapshot(str(item["connect"]["status"]), bool(item["ok"]),
+            key = (str(item["host"]), int(item["port"]),
+                   route_label(str(item["route"]), str(item.get("route_source") or "explicit")))
+            found[key] = Snapshot(str(item["connect"]["status"]),
+                                  None if item["ok"] is None else bool(item["ok"]),
                                   tuple(sorted(str(a) for a in item["dns"]["addresses"])))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise UsageError(f"--baseline {path}: line {number} is not a scanner JSONL record") from None
@@ -92,9 +94,10 @@ def compare(before: Mapping[Key, Snapshot], after: Mapping[Key, Snapshot]) -> li
         elif new is None:
             drifts.append(Drift(DriftKind.REMOVED, key, old, None))
         else:
-            if old.ok and not new.ok:
+            # a path that is or becomes not_configured (ok None) has no verdict to lose or regain
+            if old.ok is True and new.ok is False:
                 drifts.append(Drift(DriftKind.NEWLY_FAILING, key, old, new))
-            elif new.ok and not old.ok:
+            elif old.ok is False and new.ok is True:
                 drifts.append(Drift(DriftKind.RECOVERED, key, old, new))
             elif old.status != new.status:
                 drifts.append(Drift(DriftKind.STATE_CHANGED, key, old, new))

@@ -105,6 +105,11 @@ async def run_probe(dns: DnsStage, probe: Probe, timeout: float, stages: Stages 
     """One probe: DNS, the connect, then (with `stages`) TLS, HTTP and the middlebox check."""
     kind = probe.route.kind
     host = probe.endpoint.host
+    if kind is RouteKind.NONE:  # --analyzer: a path that does not exist here; nothing to send
+        connect = ConnectResult(ConnectStatus.NOT_CONFIGURED, 0.0, None, probe.route.explanation)
+        dns_result = await dns.lookup(host)  # shared with the host's other routes
+        ok, reason = judge(probe, dns_result, connect)
+        return Record(probe, dns_result, connect, ok, reason, time.time())
     keep = stages is not None and wants_stream(probe)
     stream: ByteStream | None = None
     try:

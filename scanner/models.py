@@ -46,6 +46,8 @@ class ConnectStatus(StrEnum):
     # after the later stages (issue 4)
     SUSPECT_MIDDLEBOX = "suspect_middlebox"  # a port closed by design accepted too
     UNVERIFIED = "unverified"  # --verify: accepted, but no TLS handshake or HTTP answer
+    # --analyzer: a path the client analyzer tests that does not exist here (no verdict)
+    NOT_CONFIGURED = "not_configured"
 
 
 class RouteKind(StrEnum):
@@ -54,6 +56,7 @@ class RouteKind(StrEnum):
     SOCKS4 = "socks4"
     SOCKS5 = "socks5"
     SOCKS5H = "socks5h"
+    NONE = "none"  # --analyzer: a path that is not configured; never probed
 
 
 class RouteSource(StrEnum):
@@ -63,6 +66,10 @@ class RouteSource(StrEnum):
     WINHTTP = "winhttp"  # the static WinHTTP setting (netsh dump or registry value)
     PAC = "pac"  # a PAC script named with --pac
     WPAD = "wpad"  # a PAC script found by WPAD
+    # --analyzer's other paths (the Defender client analyzer's names in the comments)
+    PROXY_DISABLED = "proxy_disabled"  # "Proxy disabled": direct
+    NAMED_PROXY = "named_proxy"  # "Named proxy": the TelemetryProxyServer policy value
+    COMMAND_LINE = "command_line"  # "Command line proxy": --proxy
 
 
 class Stage(StrEnum):
@@ -137,14 +144,25 @@ class Route:
     @property
     def display(self) -> str:
         """The route as written in records: credentials are never shown."""
-        if self.kind is RouteKind.DIRECT:
-            return "direct"
+        if self.kind in (RouteKind.DIRECT, RouteKind.NONE):
+            return self.kind.value
         auth = "***@" if self.username is not None or self.password is not None else ""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.kind.value}://{auth}{host}:{self.port}"
 
+    @property
+    def label(self) -> str:
+        """`display`, plus the source for WinHTTP's and --analyzer's routes (see route_label)."""
+        return route_label(self.display, self.source.value)
+
     def __repr__(self) -> str:
         return f"Route({self.display!r}, source={self.source.value!r})"
+
+
+def route_label(display: str, source: str) -> str:
+    """A route told apart from others of the same display: a `direct` from --direct and one
+    the WinHTTP setting chose are different paths. Drift keys, JUnit and the console use it."""
+    return display if source in ("explicit", "env", "default") else f"{display} ({source})"
 
 
 DIRECT = Route(RouteKind.DIRECT)
@@ -277,7 +295,7 @@ class Record:
     probe: Probe
     dns: DnsResult
     connect: ConnectResult
-    ok: bool
+    ok: bool | None  # None: no verdict (not_configured)
     reason: str | None
     ts: float
     tls: TlsResult | None = None  # None: the stage did not run
@@ -299,7 +317,7 @@ class Tally:
         self.total += 1
         if record.ok:
             self.ok += 1
-        else:
+        elif record.ok is not None:  # not_configured counts in neither
             self.failed += 1
         key = record.connect.status.value
         self.by_status[key] = self.by_status.get(key, 0) + 1

@@ -215,6 +215,8 @@ class ConsoleWriter:
             self._header()
         probe, connect = record.probe, record.connect
         mark = self._paint(_GREEN, " ok ") if record.ok else self._paint(_RED, "FAIL")
+        if record.ok is None:  # not_configured: no verdict
+            mark = self._paint(_DIM, " -- ")
         target = f"{probe.endpoint.host}:{probe.port}"
         state = connect.status.value
         tone = _GREEN if connect.status in (ConnectStatus.LISTENING, ConnectStatus.TUNNEL) else _YELLOW
@@ -226,7 +228,7 @@ class ConsoleWriter:
         if probe.endpoint.wildcard:
             detail = f"(for {probe.endpoint.wildcard}) {detail}".rstrip()
         line = (
-            f"{mark}  {target:<{self._tw}}  {probe.route.display:<{self._rw}}  {dns_state:<9}  "
+            f"{mark}  {target:<{self._tw}}  {probe.route.label:<{self._rw}}  {dns_state:<9}  "
             f"{self._paint(tone, f'{state:<17}')}  {connect.ms:>7.1f}  {self._paint(_DIM, detail)}"
         )
         self._stream.write(line.rstrip() + "\n")

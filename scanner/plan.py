@@ -17,13 +17,18 @@ from scanner.routes import DEFAULT_DIRECT, EnvProxies
 @dataclass(frozen=True, slots=True)
 class RoutePlan:
     """Either the explicit routes (`--direct`, `--proxy`), or the environment's choice;
-    with `--winhttp`/`--pac`/`--wpad`, WinHTTP's route beside the explicit ones."""
+    with `--winhttp`/`--pac`/`--wpad`, WinHTTP's route beside the explicit ones;
+    with `--analyzer`, the client analyzer's paths alone."""
 
     explicit: tuple[Route, ...]
     env: EnvProxies | None
     sensor: Mapping[tuple[str, int], Route] = field(default_factory=dict)  # WinHTTP's route, if asked
+    # --analyzer: every (host, port)'s paths, each its own route; replaces everything above
+    paths: Mapping[tuple[str, int], tuple[Route, ...]] | None = None
 
     def routes_for(self, host: str, port: int) -> tuple[Route, ...]:
+        if self.paths is not None:
+            return self.paths[(host, port)]
         chosen = self.sensor.get((host, port))
         if chosen is not None:
             return (*self.explicit, chosen)

@@ -22,7 +22,7 @@ from scanner.output import iso_utc
 
 def _case_name(record: Record) -> str:
     probe = record.probe
-    return f"{probe.endpoint.host}:{probe.port} via {probe.route.display}"
+    return f"{probe.endpoint.host}:{probe.port} via {probe.route.label}"
 
 
 def render_junit(records: Sequence[Record], tally: Tally, elapsed_s: float) -> bytes:
@@ -34,15 +34,18 @@ def render_junit(records: Sequence[Record], tally: Tally, elapsed_s: float) -> b
     root = ET.Element("testsuites", name="scanner", tests=str(tally.total),
                       failures=str(tally.failed), time=f"{elapsed_s:.3f}")
     for name, members in suites.items():
-        failed = sum(1 for r in members if not r.ok)
+        failed = sum(1 for r in members if r.ok is False)
+        skipped = sum(1 for r in members if r.ok is None)
         suite = ET.SubElement(root, "testsuite", name=name, tests=str(len(members)),
-                              failures=str(failed), errors="0", skipped="0",
+                              failures=str(failed), errors="0", skipped=str(skipped),
                               time=f"{sum(r.connect.ms + r.dns.ms for r in members) / 1000:.3f}")
         for record in members:
             case = ET.SubElement(suite, "testcase", classname=f"{name}.{record.probe.route.display}",
                                  name=_case_name(record),
                                  time=f"{(record.connect.ms + record.dns.ms) / 1000:.3f}")
-            if not record.ok:
+            if record.ok is None:  # not_configured: a path that does not exist here
+                ET.SubElement(case, "skipped", message=record.connect.detail or record.connect.status.value)
+            elif not record.ok:
                 failure = ET.SubElement(case, "failure", type=record.connect.status.value,
                                         message=record.reason or record.connect.status.value)
                 failure.text = (f"dns: {record.dns.status.value} {list(record.dns.addresses)}\n"
@@ -60,7 +63,7 @@ def _labels(record: Record) -> str:
     probe = record.probe
     pairs = (("catalog", probe.catalog or ""), ("host", probe.endpoint.host),
              ("port", str(probe.port)), ("route", probe.route.display),
-             ("expect", probe.endpoint.expect.value))
+             ("route_source", probe.route.source.value), ("expect", probe.endpoint.expect.value))
     return ",".join(f'{key}="{_label(value)}"' for key, value in pairs)
 
 
@@ -69,7 +72,8 @@ def render_prometheus(records: Iterable[Record], tally: Tally, elapsed_s: float,
     success, duration, state = [], [], []
     for record in records:
         labels = _labels(record)
-        success.append(f"scanner_endpoint_success{{{labels}}} {int(record.ok)}")
+        if record.ok is not None:  # not_configured has no verdict: no success sample
+            success.append(f"scanner_endpoint_success{{{labels}}} {int(record.ok)}")
         seconds = (record.dns.ms + record.connect.ms) / 1000
         duration.append(f"scanner_endpoint_duration_seconds{{{labels}}} {seconds:.6f}")
         state.append(f'scanner_endpoint_state{{{labels},state="{record.connect.status.value}",'
@@ -85,6 +89,7 @@ def render_prometheus(records: Iterable[Record], tally: Tally, elapsed_s: float,
         "# TYPE scanner_run_probes gauge",
         f'scanner_run_probes{{outcome="ok"}} {tally.ok}',
         f'scanner_run_probes{{outcome="failed"}} {tally.failed}',
+        f'scanner_run_probes{{outcome="not_configured"}} {tally.by_status.get("not_configured", 0)}',
         "# HELP scanner_run_duration_seconds Wall time of the last run.",
         "# TYPE scanner_run_duration_seconds gauge",
         f"scanner_run_duration_seconds {elapsed_s:.3f}",

@@ -121,8 +121,13 @@ _BLOCKED_OK = {ConnectStatus.NOT_LISTENING, ConnectStatus.FILTERED, ConnectStatu
 _REACHED = {ConnectStatus.LISTENING, ConnectStatus.TUNNEL}
 
 
-def judge(probe: Probe, dns: DnsResult, connect: ConnectResult) -> tuple[bool, str | None]:
-    """Did the outcome match the catalog's expectation, and if not, why not."""
+def judge(probe: Probe, dns: DnsResult, connect: ConnectResult) -> tuple[bool | None, str | None]:
+    """Did the outcome match the catalog's expectation, and if not, why not.
+
+    None: no verdict, for a path --analyzer found not configured (nothing was probed).
+    """
+    if connect.status is ConnectStatus.NOT_CONFIGURED:
+        return None, None
     target = f"{probe.endpoint.host}:{probe.port}"
     if probe.endpoint.expect is Expectation.BLOCKED:
         if connect.status in _REACHED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
@@ -10,6 +11,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
+from scanner.discovery.analyzer import analyzer_paths, routes_for_url
 from scanner.discovery.decision import Decision, url_for
 from scanner.discovery.sources import Discovery, SourceConfig, endpoint_targets, run_sources
 from scanner.discovery.wpad import Resolve, system_suffixes
@@ -31,6 +33,38 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wpad", action="store_true", help="find a PAC script with WPAD over DNS")
     parser.add_argument("--dns-suffix", action="append", default=[], metavar="DOMAIN",
                         help="DNS suffix for WPAD (repeatable; default: resolv.conf's search domains)")
+    parser.add_argument("--pac-timeout", type=_pac_timeout, default=10.0, metavar="SECONDS",
+                        help="hard time limit of one PAC evaluation (default: 10)")
+    parser.add_argument("--my-ip", action="append", type=_ip_address, default=[], metavar="IP",
+                        help="what the PAC's myIpAddress() returns (the first IPv4) and "
+                             "myIpAddressEx() lists (repeatable; default: 127.0.0.1)")
+
+
+def add_analyzer_arguments(parser: argparse.ArgumentParser) -> None:
+    """`scanner check --analyzer`: the Defender client analyzer's paths, each its own route."""
+    parser.add_argument("--analyzer", action="store_true",
+                        help="check every endpoint along each of the Defender client analyzer's "
+                             "paths: static WinHTTP proxy, WPAD, proxy disabled, named proxy, "
+                             "command-line proxy (--proxy); 'not_configured' where one does not exist")
+    parser.add_argument("--named-proxy", metavar="HOST:PORT",
+                        help="with --analyzer: the named proxy (the TelemetryProxyServer policy value)")
+
+
+def _pac_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0.1 to 600 seconds")
+    return value
+
+
+def _ip_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,16 +74,17 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DNS server for the PAC's DNS helpers and WPAD (repeatable)")
     parser.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
                         help="time limit of each DNS lookup and HTTP fetch (default: 3)")
-    parser.add_argument("--pac-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="hard time limit of one PAC evaluation (default: 10)")
     parser.add_argument("--format", choices=("jsonl", "console"), default=None,
                         help="stdout format (default: console on a terminal, else jsonl)")
 
 
 def source_config(args: argparse.Namespace, environ: Mapping[str, str], with_env: bool) -> SourceConfig:
     suffixes = tuple(args.dns_suffix) or (system_suffixes() if args.wpad else ())
+    my_ips = tuple(dict.fromkeys(args.my_ip)) or ("127.0.0.1",)
+    if len(my_ips) > 16:
+        raise UsageError("at most 16 --my-ip addresses")
     return SourceConfig(args.winhttp, args.pac, args.wpad, suffixes,
-                        env_proxies(environ) if with_env else None)
+                        env_proxies(environ) if with_env else None, my_ips)
 
 
 async def _with_resolver(servers: Sequence[str], timeout: float,
@@ -85,8 +120,19 @@ def sensor_routes(args: argparse.Namespace, pairs: Sequence[tuple[str, int]],
     config = source_config(args, {}, with_env=False)
     if not config.any:
         return {}
-    found = discover_for(config, endpoint_targets(pairs), servers, args.timeout)
+    found = discover_for(config, endpoint_targets(pairs), servers, args.timeout, args.pac_timeout)
     return {pair: report.route() for pair, report in zip(pairs, found.reports, strict=True)}
+
+
+def analyzer_routes(args: argparse.Namespace, pairs: Sequence[tuple[str, int]], servers: Sequence[str],
+                    proxies: Sequence[Route]) -> dict[tuple[str, int], tuple[Route, ...]]:
+    """For `scanner check --analyzer`: every path to each (host, port), `none` where there is none."""
+    fixed = analyzer_paths(args.named_proxy, proxies)
+    config = source_config(args, {}, with_env=False)
+    if not config.any:
+        return {pair: routes_for_url(None, fixed) for pair in pairs}
+    found = discover_for(config, endpoint_targets(pairs), servers, args.timeout, args.pac_timeout)
+    return {pair: routes_for_url(report, fixed) for pair, report in zip(pairs, found.reports, strict=True)}
 
 
 # ------------------------------------------------------------------ output
@@ -144,8 +190,8 @@ def write_console(found: Discovery, out: IO[str]) -> None:
 
 
 def cmd_proxy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    if not 0 < args.timeout <= 3600 or not 0 < args.pac_timeout <= 3600:
-        raise UsageError("--timeout and --pac-timeout must be between 0 and 3600 seconds")
+    if not 0 < args.timeout <= 3600:
+        raise UsageError("--timeout must be between 0 and 3600 seconds")
     targets = [url_for(t) for t in args.targets]
     if len(targets) > 10_000:
         raise UsageError("at most 10000 URLs at once")

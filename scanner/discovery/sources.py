@@ -22,6 +22,7 @@ from scanner.models import Route, RouteKind, RouteSource
 from scanner.routes import EnvProxies, no_proxy_matches
 
 MAX_FILE = 1 << 20
+WPAD_NOT_FOUND = "not found"  # a WPAD decision's error when no wpad.dat was found
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class SourceConfig:
     wpad: bool = False
     dns_suffixes: tuple[str, ...] = ()  # for WPAD; empty: the system's search domains
     env: EnvProxies | None = None
+    my_ips: tuple[str, ...] = ("127.0.0.1",)  # what the PAC's myIpAddress()/myIpAddressEx() return
 
     @property
     def any(self) -> bool:
@@ -106,7 +108,8 @@ async def run_sources(config: SourceConfig, targets: Sequence[tuple[str, str]], 
         per_source.append(winhttp)
     if config.pac is not None:
         script = await _pac_text(config.pac, resolve, timeout)
-        run = await evaluate(script, targets, resolve, origin=config.pac, limits=limits)
+        run = await evaluate(script, targets, resolve, origin=config.pac,
+                             my_ips=config.my_ips, limits=limits)
         runs.append((RouteSource.PAC, run))
         pac = [pac_decision(RouteSource.PAC, url, a, config.pac)
                for (url, _), a in zip(targets, run.answers, strict=True)]
@@ -117,12 +120,13 @@ async def run_sources(config: SourceConfig, targets: Sequence[tuple[str, str]], 
             tried = len(wpad_result.steps)
             why = (f"WPAD found no wpad.dat ({tried} names tried)" if tried
                    else "WPAD had no DNS suffix to try (give --dns-suffix)")
-            wpad = [Decision(RouteSource.WPAD, url, (), why, "not found") for url, _ in targets]
+            wpad = [Decision(RouteSource.WPAD, url, (), why, WPAD_NOT_FOUND) for url, _ in targets]
         else:
             origin = wpad_result.url
             try:
                 script = check_script(wpad_result.script, origin)
-                run = await evaluate(script, targets, resolve, origin=origin, limits=limits)
+                run = await evaluate(script, targets, resolve, origin=origin,
+                                     my_ips=config.my_ips, limits=limits)
             except PacError as exc:
                 wpad = [Decision(RouteSource.WPAD, url, (), f"WPAD found {origin}", exc.message)
                         for url, _ in targets]
@@ -145,7 +149,7 @@ async def run_sources(config: SourceConfig, targets: Sequence[tuple[str, str]], 
 def _winhttp_choice(pac: Decision | None, wpad: Decision | None, static: Decision | None) -> Decision | None:
     if pac is not None:
         return pac
-    if wpad is not None and (wpad.error != "not found" or static is None):
+    if wpad is not None and (wpad.error != WPAD_NOT_FOUND or static is None):
         return wpad
     return static
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scanner.drift import DriftKind, Snapshot, compare, counts, load_baseline
+from scanner.drift import DriftKind, Snapshot, compare, counts, load_baseline, snapshot
 from scanner.errors import UsageError
 from scanner.models import (
     DIRECT,
@@ -22,6 +22,7 @@ from scanner.models import (
     Record,
     Route,
     RouteKind,
+    RouteSource,
     Tally,
 )
 from scanner.reports import ReportWriter, check_writable, render_junit, render_prometheus
@@ -80,7 +81,7 @@ def test_prometheus_read_back() -> None:
     durations = [s.value for s in families["scanner_endpoint_duration_seconds"].samples]
     assert durations == [0.004, 0.004, 0.004]
     runs = {s.labels["outcome"]: s.value for s in families["scanner_run_probes"].samples}
-    assert runs == {"ok": 1.0, "failed": 2.0}
+    assert runs == {"ok": 1.0, "failed": 2.0, "not_configured": 0.0}
     assert families["scanner_run_timestamp_seconds"].samples[0].value == 1_700_000_100.0
     assert "Secr3t" not in text
 
@@ -151,3 +152,80 @@ def test_load_baseline(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as info:
         load_baseline(str(tmp_path / "none.jsonl"))
     assert info.value.message == f"cannot read --baseline {tmp_path / 'none.jsonl'}: No such file or directory"
+
+
+# --- --analyzer: not_configured records (ok None) and routes told apart by their source --------
+
+WINHTTP_DIRECT = Route(RouteKind.DIRECT, source=RouteSource.WINHTTP, explanation="netsh: direct access")
+NOT_CONFIGURED = Route(RouteKind.NONE, source=RouteSource.NAMED_PROXY, explanation="no named proxy given")
+ANALYZER = [
+    make("a.test", Route(RouteKind.DIRECT, source=RouteSource.PROXY_DISABLED), ConnectStatus.LISTENING, True),
+    make("a.test", WINHTTP_DIRECT, ConnectStatus.LISTENING, True),
+    Record(Probe("cat", Endpoint("a.test", (443,)), 443, NOT_CONFIGURED),
+           DnsResult(DnsStatus.RESOLVED, ("127.0.0.5",), (), 1.5),
+           ConnectResult(ConnectStatus.NOT_CONFIGURED, 0.0, None, "no named proxy given"), None, None, 1.0),
+]
+
+
+def analyzer_tally() -> Tally:
+    t = Tally()
+    for record in ANALYZER:
+        t.add(record)
+    return t
+
+
+def test_not_configured_counts_in_neither_ok_nor_failed() -> None:
+    t = analyzer_tally()
+    assert (t.total, t.ok, t.failed, t.by_status) == (3, 2, 0, {"listening": 2, "not_configured": 1})
+
+
+def test_junit_skips_not_configured_and_names_the_source() -> None:
+    root = ET.fromstring(render_junit(ANALYZER, analyzer_tally(), 1.0))
+    suite = root.find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "0", "1")
+    cases = [(c.get("name"), [(x.tag, x.get("message")) for x in c]) for c in suite.findall("testcase")]
+    assert cases == [("a.test:443 via direct (proxy_disabled)", []), ("a.test:443 via direct (winhttp)", []),
+                     ("a.test:443 via none (named_proxy)", [("skipped", "no named proxy given")])]
+
+
+def test_prometheus_has_one_series_per_path_and_no_success_without_a_verdict() -> None:
+    text = render_prometheus(ANALYZER, analyzer_tally(), 1.0, 2.0)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    success = {(s.labels["route"], s.labels["route_source"]): s.value
+               for s in families["scanner_endpoint_success"].samples}
+    assert success == {("direct", "proxy_disabled"): 1.0, ("direct", "winhttp"): 1.0}
+    states = [(s.labels["route_source"], s.labels["state"]) for s in families["scanner_endpoint_state"].samples]
+    assert states == [("proxy_disabled", "listening"), ("winhttp", "listening"), ("named_proxy", "not_configured")]
+    runs = {s.labels["outcome"]: s.value for s in families["scanner_run_probes"].samples}
+    assert runs == {"ok": 2.0, "failed": 0.0, "not_configured": 1.0}
+
+
+def test_drift_keys_tell_paths_apart_and_not_configured_is_no_regression() -> None:
+    assert [snapshot(r)[0] for r in ANALYZER] == [
+        ("a.test", 443, "direct (proxy_disabled)"), ("a.test", 443, "direct (winhttp)"),
+        ("a.test", 443, "none (named_proxy)")]
+    key = ("a.test", 443, "http://p:3128 (named_proxy)")
+    ok, failing, nothing = snap("tunnel", True), snap("denied", False), Snapshot("not_configured", None, ())
+    assert [d.kind for d in compare({key: ok}, {key: nothing})] == [DriftKind.STATE_CHANGED]
+    assert [d.kind for d in compare({key: nothing}, {key: failing})] == [DriftKind.STATE_CHANGED]
+    assert [d.kind for d in compare({key: nothing}, {key: nothing})] == []
+    assert [d.kind for d in compare({key: ok}, {key: failing})] == [DriftKind.NEWLY_FAILING]
+
+
+def test_load_baseline_reads_route_source_and_null_ok(tmp_path: Path) -> None:
+    run = tmp_path / "run.jsonl"
+    lines = [
+        {"event": "endpoint", "host": "a", "port": 443, "route": "direct", "route_source": "winhttp",
+         "ok": True, "connect": {"status": "listening"}, "dns": {"addresses": []}},
+        {"event": "endpoint", "host": "a", "port": 443, "route": "none", "route_source": "wpad",
+         "ok": None, "connect": {"status": "not_configured"}, "dns": {"addresses": []}},
+        {"event": "endpoint", "host": "a", "port": 443, "route": "direct", "route_source": "explicit",
+         "ok": False, "connect": {"status": "filtered"}, "dns": {"addresses": []}},
+    ]
+    run.write_bytes(b"\n".join(orjson.dumps(x) for x in lines) + b"\n")
+    assert load_baseline(str(run)) == {
+        ("a", 443, "direct (winhttp)"): snap("listening", True),
+        ("a", 443, "none (wpad)"): Snapshot("not_configured", None, ()),
+        ("a", 443, "direct"): snap("filtered", False),
+    }

@@ -210,8 +210,17 @@ REACHABLE_CASES: list[tuple[ConnectStatus, Route, str | None, str | None]] = [
 ]
 
 
+NO_VERDICT = {CS.NOT_CONFIGURED}  # --analyzer's paths that do not exist: neither ok nor failed
+
+
 def test_reachable_cases_cover_every_status() -> None:
-    assert {status for status, *_ in REACHABLE_CASES} == set(ConnectStatus)
+    assert {status for status, *_ in REACHABLE_CASES} | NO_VERDICT == set(ConnectStatus)
+
+
+@pytest.mark.parametrize("expect", list(Expectation))
+@pytest.mark.parametrize("route", [DIRECT, PROXY, Route(RouteKind.NONE)], ids=["direct", "proxy", "none"])
+def test_not_configured_has_no_verdict(expect: Expectation, route: Route) -> None:
+    assert judge(probe(expect, route), RESOLVED, connect(CS.NOT_CONFIGURED)) == (None, None)
 
 
 @pytest.mark.parametrize(("status", "route", "detail", "reason"), REACHABLE_CASES)
@@ -245,7 +254,7 @@ BLOCKED_NOT_OK = [CS.LISTENING, CS.TUNNEL, CS.PROXY_ERROR, CS.AUTH_REQUIRED, CS.
 
 
 def test_blocked_tables_cover_every_status() -> None:
-    assert set(BLOCKED_OK) | set(BLOCKED_NOT_OK) == set(ConnectStatus)
+    assert set(BLOCKED_OK) | set(BLOCKED_NOT_OK) | NO_VERDICT == set(ConnectStatus)
     assert not set(BLOCKED_OK) & set(BLOCKED_NOT_OK)
 
 
