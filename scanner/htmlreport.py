@@ -78,6 +78,7 @@ td.cell table th,td.cell table td{border-color:#dde1e6;padding:.1rem .3rem}
 ul.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4rem}
 ul.legend li{border:1px solid #c9ced6;padding:.1rem .5rem}
 code{font-size:12px}
+.nowrap{white-space:nowrap}
 """
 
 _SCRIPT = """
@@ -228,7 +229,8 @@ def render_html(records: Sequence[Record], tally: Tally, elapsed_s: float, now: 
         failed = sum(1 for r in routes for rec in cells.get((endpoint, r), []) if not rec.ok)
         row = "".join(_cell(cells.get((endpoint, r), [])) for r in routes)
         body.append(f'<tr data-host="{_text(host)}" data-port="{port}">'
-                    f'<th scope="row">{_text(host)}:{port}</th><td>{_text(catalog or "-")}</td>'
+                    f'<th scope="row">{_text(host)}:{port}</th>'
+                    f'<td class="nowrap">{_text(catalog or "-")}</td>'
                     f"<td>{failed}</td>{row}</tr>")
     wildcards = sorted({(r.probe.endpoint.host, r.probe.endpoint.wildcard) for r in records
                         if r.probe.endpoint.wildcard})

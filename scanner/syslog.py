@@ -89,9 +89,10 @@ class SyslogWriter:
         self._error: str | None = None
 
     @classmethod
-    def open(cls, path: str, fmt: str, style: LineStyle | None) -> SyslogWriter:
+    def open(cls, path: str, fmt: str, style: LineStyle | None,
+             stderr: IO[str] | None = None) -> SyslogWriter:
         """Connect now, so a missing socket is a usage error before the run, not after it."""
-        return cls(_connect(path), path, SyslogFormat(fmt), style)
+        return cls(_connect(path), path, SyslogFormat(fmt), style, stderr)
 
     def _send(self, line: dict[str, Any]) -> None:
         if self._sock is None:
