@@ -172,3 +172,13 @@ def test_ecs_lines(report_lab: RunningLab) -> None:
     assert crl["scanner"]["connect"]["status"] == "listening"
     assert all(d["@timestamp"].endswith("Z") and d["ecs"]["version"] for d in docs)
     assert docs[-1]["scanner"]["summary"]["total"] == 2
+
+
+def test_bad_report_and_syslog_targets_are_usage_errors(tmp_path: Path) -> None:
+    done = scanner("check", "--endpoint", "127.0.0.1:9", "--direct", "--syslog",
+                   "--syslog-socket", str(tmp_path / "no-daemon"))
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("scanner: error: cannot send --syslog to ")
+    assert done.stderr.count(b"\n") == 1
+    done = scanner("check", "--endpoint", "127.0.0.1:9", "--direct", "--html", str(tmp_path / "no" / "x.html"))
+    assert done.returncode == 2 and done.stderr.startswith(b"scanner: error: cannot write --html ")
