@@ -40,6 +40,7 @@ from scanner.drift import (
     counts,
     load_baseline,
 )
+from scanner.ecs import line_style
 from scanner.engine import run_check
 from scanner.errors import ScannerError, UsageError
 from scanner.limits import fit_concurrency, raise_nofile_limit
@@ -50,6 +51,7 @@ from scanner.probes.dns import parse_dns_server
 from scanner.reports import ReportWriter, check_writable
 from scanner.routes import env_proxies, parse_proxy_url
 from scanner.runtime import run
+from scanner.syslog import DEFAULT_SOCKET, SyslogWriter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_REGRESSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -107,6 +109,17 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a node_exporter textfile (written atomically)")
     parser.add_argument("--tag", action="append", default=[], metavar="TAG",
                         help="only the catalog's endpoints with this tag (repeatable: any of them)")
+    parser.add_argument("--html", metavar="FILE",
+                        help="write a self-contained HTML page: endpoints x routes coloured by state")
+    parser.add_argument("--log-style", choices=("native", "ecs"), default="native",
+                        help="field names of the JSON lines: scanner's own (default) or Elastic "
+                             "Common Schema")
+    parser.add_argument("--syslog", action="store_true",
+                        help="also send every JSON line to the local syslog or journald")
+    parser.add_argument("--syslog-socket", metavar="PATH", default=DEFAULT_SOCKET,
+                        help=f"the syslog Unix datagram socket (default: {DEFAULT_SOCKET})")
+    parser.add_argument("--syslog-format", choices=("rfc3164", "rfc5424"), default="rfc3164",
+                        help="the syslog header (default: rfc3164, as syslog(3) writes it locally)")
     parser.add_argument("--baseline", metavar="FILE",
                         help="compare with an earlier JSONL run: drift records, exit 4 on regression")
     add_stage_arguments(parser)
@@ -195,6 +208,7 @@ def _open_output(path: str) -> BinaryIO:
 
 def make_writers(args: argparse.Namespace, plan: CheckPlan) -> list[Writer]:
     fmt = args.format or ("console" if sys.stdout.isatty() else "jsonl")
+    style = line_style(getattr(args, "log_style", "native"))
     writers: list[Writer] = []
     if fmt == "console":
         width = max((len(e.host) + 6 for _, e in plan.endpoints()), default=20)
@@ -202,10 +216,12 @@ def make_writers(args: argparse.Namespace, plan: CheckPlan) -> list[Writer]:
         route_width = max((len(r) for r in routes), default=6)
         writers.append(ConsoleWriter(sys.stdout, width, route_width, colour_wanted(sys.stdout)))
     else:
-        writers.append(JsonlWriter(sys.stdout.buffer))
+        writers.append(JsonlWriter(sys.stdout.buffer, style))
     if args.output is not None:
-        writers.append(JsonlWriter(_open_output(args.output)))
-    for flag, kind in (("junit", "junit"), ("prometheus", "prometheus")):
+        writers.append(JsonlWriter(_open_output(args.output), style))
+    if getattr(args, "syslog", False):
+        writers.append(SyslogWriter.open(args.syslog_socket, args.syslog_format, style))
+    for flag, kind in (("junit", "junit"), ("prometheus", "prometheus"), ("html", "html")):
         path = getattr(args, flag, None)
         if path is not None:
             writers.append(ReportWriter(check_writable(path, f"--{flag}"), kind))

@@ -151,14 +151,19 @@ def _dumps(value: Any, **_kw: Any) -> bytes:
     return orjson.dumps(value)
 
 
+LineStyle = Callable[[dict[str, Any]], dict[str, Any]]
+"""Renames a line's fields (`{"event": ..., **fields}`) for another schema, e.g. ECS."""
+
+
 class JsonlWriter:
     """One JSON object per line, flushed as each is written (structlog + orjson)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, style: LineStyle | None = None) -> None:
         self._stream = stream
+        restyle: list[Any] = [] if style is None else [lambda _l, _n, line: style(line)]
         self._log = structlog.wrap_logger(
             structlog.BytesLogger(stream),
-            processors=[_event_first, structlog.processors.JSONRenderer(serializer=_dumps)],
+            processors=[_event_first, *restyle, structlog.processors.JSONRenderer(serializer=_dumps)],
             cache_logger_on_first_use=True,
         )
 

@@ -1,4 +1,5 @@
-"""Reports written once a run ends: JUnit XML for CI, a node_exporter textfile for Prometheus.
+"""Reports written once a run ends: JUnit XML for CI, a node_exporter textfile for Prometheus,
+an HTML page for people (rendered in scanner.htmlreport).
 
 Both are rendered by pure functions from the records; the writers only collect
 records and write the file atomically (a temporary file renamed over the target),
@@ -16,6 +17,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from scanner.errors import OutputError, UsageError
+from scanner.htmlreport import render_html
 from scanner.models import Record, Tally
 from scanner.output import iso_utc
 
@@ -144,6 +146,8 @@ class ReportWriter:
     def summary(self, tally: Tally, elapsed_s: float, interrupted: bool) -> None:
         if self.kind == "junit":
             data = render_junit(self.records, tally, elapsed_s)
+        elif self.kind == "html":
+            data = render_html(self.records, tally, elapsed_s, time.time())
         else:
             data = render_prometheus(self.records, tally, elapsed_s, time.time()).encode()
         write_atomically(self.path, data)
