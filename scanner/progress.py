@@ -64,6 +64,8 @@ def render(state: ProgressState) -> RenderableType:
 class ProgressDisplay:
     """A Writer drawing the live line; it is erased when the run ends."""
 
+    passive = True  # when only this is left (stdout went away), the run stops
+
     def __init__(self, console: Console, total: int, clock: Callable[[], float] = time.monotonic,
                  auto_refresh: bool = True) -> None:
         self.console = console

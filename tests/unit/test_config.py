@@ -254,3 +254,13 @@ def test_with_config_reads_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         with_config(build_parser().parse_args(argv), argv, {})
     assert caught.value.message == f"config {missing}: cannot read it: No such file or directory"
+
+
+def test_the_readme_example_parses() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### A config file", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(example.encode(), PATH, {"PROXY_PASSWORD": SECRET})
+    assert config.catalogs == ("defender-atp", "/etc/scanner/./extra.toml")
+    assert config.output_max_bytes == 10 * 1024**2 and config.winhttp == "system"
+    assert parse_proxy_url((config.proxies or ("",))[1]).password == SECRET
