@@ -14,6 +14,7 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
+from scanner.lab.zone import Fault
 from tests.e2e.test_check_cli import PASSWORD, lab, scanner
 
 DEFENDER_HOSTS = [
@@ -162,3 +163,35 @@ def test_progress_goes_to_a_terminal_on_stderr_never_to_stdout(tmp_path: Path) -
     assert b"\x1b" not in stdout and b"0 failed" not in stdout
     assert b"2/2 100%" in seen and b"0 failed" in seen
     assert seen.endswith(b"\x1b[2K")  # the line is erased at the end
+
+
+def test_a_scheduled_run_from_a_config_reports_drift_against_its_baseline(tmp_path: Path) -> None:
+    """The issue's goal: a config file and a baseline, drift records and exit status 4."""
+    config = tmp_path / "job.toml"
+
+    def write_config(dns_server: str, baseline: bool) -> None:
+        config.write_text(f"""
+endpoints = ["us.vortex-win.data.microsoft.com:443", "crl.microsoft.com:80"]
+[dns]
+servers = ["{dns_server}"]
+[routes]
+direct = true
+[output]
+file = "{'today' if baseline else 'yesterday'}.jsonl"
+{'baseline = "yesterday.jsonl"' if baseline else ''}
+prometheus = "scanner.prom"
+""")
+
+    with lab([], first_address=5300) as running:
+        write_config(running.dns_server, baseline=False)
+        first = scanner("check", "--config", str(config))
+    with lab([("crl.microsoft.com", Fault.CLOSED, 0)], first_address=5300) as running:
+        write_config(running.dns_server, baseline=True)
+        second = scanner("check", "--config", str(config))
+    assert (first.returncode, second.returncode) == (0, 4), second.stderr
+    drift = [r for r in lines(second.stdout) if r["event"] == "drift"]
+    assert [(d["kind"], d["host"], d["before"]["status"], d["after"]["status"]) for d in drift] == [
+        ("newly_failing", "crl.microsoft.com", "listening", "not_listening")]
+    assert lines((tmp_path / "today.jsonl").read_bytes()) == lines(second.stdout)
+    assert ('scanner_endpoint_success{catalog="",host="crl.microsoft.com",port="80",route="direct",'
+            'expect="reachable"} 0\n') in (tmp_path / "scanner.prom").read_text()
