@@ -287,13 +287,14 @@ def parse_endpoint_flag(text: str) -> Endpoint:
 
 
 
-def select_tags(catalog: Catalog, tags: tuple[str, ...]) -> Catalog:
-    """The endpoints carrying at least one of `tags` (all of them when `tags` is empty)."""
+def select_tags(catalog: Catalog, tags: tuple[str, ...], required: bool = True) -> Catalog:
+    """The endpoints carrying at least one of `tags` (all of them when `tags` is empty);
+    with `required`, a selection that keeps nothing is an error."""
     if not tags:
         return catalog
     wanted = {t.lower() for t in tags}
     kept = tuple(e for e in catalog.endpoints if wanted & set(e.tags))
-    if not kept:
+    if not kept and required:
         known = sorted({t for e in catalog.endpoints for t in e.tags})
         raise UsageError(f"no endpoint of catalog {catalog.name!r} has tag {', '.join(sorted(wanted))} "
                          f"(its tags: {', '.join(known) or 'none'})")

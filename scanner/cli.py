@@ -11,10 +11,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import BinaryIO, NoReturn
+from typing import IO, NoReturn
 
 import anyio
 
@@ -22,6 +22,7 @@ from scanner import __version__
 from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag, select_tags
 from scanner.catalog_cli import add_catalog_parser, cmd_catalog
 from scanner.certs import Trust, load_roots, public_roots, system_roots
+from scanner.config import load_config, overlay, parse_size
 from scanner.discovery.command import (
     add_analyzer_arguments,
     add_proxy_arguments,
@@ -48,7 +49,9 @@ from scanner.models import DIRECT, Route, RouteKind
 from scanner.output import ConsoleWriter, Fanout, JsonlWriter, StdoutClosed, Writer, colour_wanted
 from scanner.plan import CheckPlan, RoutePlan, StageOptions
 from scanner.probes.dns import parse_dns_server
+from scanner.progress import make_progress, same_terminal
 from scanner.reports import ReportWriter, check_writable
+from scanner.rotation import open_output
 from scanner.routes import env_proxies, parse_proxy_url
 from scanner.runtime import run
 from scanner.syslog import DEFAULT_SOCKET, SyslogWriter
@@ -85,6 +88,19 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _keep(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number from 0 to 1000")
+    return int(text)
+
+
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("catalog", nargs="?",
                         help=f"a bundled catalog ({', '.join(bundled_names())}) or a TOML file")
@@ -103,6 +119,13 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("jsonl", "console"), default=None,
                         help="stdout format (default: console on a terminal, else jsonl)")
     parser.add_argument("--output", metavar="FILE", help="also write the JSON lines to FILE")
+    parser.add_argument("--output-append", action="store_true",
+                        help="append to the --output file instead of replacing it")
+    parser.add_argument("--output-max-bytes", type=_size, metavar="SIZE",
+                        help="rotate the --output file before it grows past SIZE (bytes, or 512K, 10M, "
+                             "1G): FILE becomes FILE.1, FILE.1 becomes FILE.2 ...")
+    parser.add_argument("--output-keep", type=_keep, default=5, metavar="K",
+                        help="rotated files to keep, FILE.1 to FILE.K (default: 5)")
     parser.add_argument("--junit", metavar="FILE",
                         help="write a JUnit XML report (one testcase per endpoint x route)")
     parser.add_argument("--prometheus", metavar="FILE",
@@ -122,6 +145,11 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the syslog header (default: rfc3164, as syslog(3) writes it locally)")
     parser.add_argument("--baseline", metavar="FILE",
                         help="compare with an earlier JSONL run: drift records, exit 4 on regression")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no live progress line on stderr (shown only when stderr is a terminal)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="read settings from a TOML file (flags override it; see the README)")
+    parser.set_defaults(more_catalogs=[])  # a config's second and later catalogs
     add_stage_arguments(parser)
     add_source_arguments(parser)  # --winhttp, --pac, --wpad, --dns-suffix: WinHTTP's own route
     add_analyzer_arguments(parser)  # --analyzer, --named-proxy: the client analyzer's paths
@@ -176,7 +204,10 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
     if not args.catalog and not args.endpoint:
         raise UsageError("name a catalog or give at least one --endpoint "
                          f"(bundled catalogs: {', '.join(bundled_names())})")
-    catalog = select_tags(load_catalog(args.catalog), tuple(args.tag)) if args.catalog else None
+    tags = tuple(args.tag)
+    catalog = select_tags(load_catalog(args.catalog), tags) if args.catalog else None
+    more = tuple(select_tags(load_catalog(spec), tags, required=False)
+                 for spec in args.more_catalogs)
     extra = tuple(parse_endpoint_flag(text) for text in args.endpoint)
     explicit: list[Route] = [DIRECT] if args.direct else []
     explicit += [parse_proxy_url(text) for text in args.proxy]
@@ -184,41 +215,45 @@ def build_plan(args: argparse.Namespace, environ: dict[str, str]) -> CheckPlan:
     if args.named_proxy is not None and not args.analyzer:
         raise UsageError("--named-proxy is one of --analyzer's paths: add --analyzer")
     dns_servers = tuple(parse_dns_server(text) for text in args.dns_server)
-    targets = CheckPlan(catalog, extra, RoutePlan((), None), dns_servers, args.timeout, 1)
+    targets = CheckPlan(catalog, extra, RoutePlan((), None), dns_servers, args.timeout, 1,
+                        more_catalogs=more)
     pairs = [(e.host, p) for _, e in targets.endpoints() for p in e.ports]
     if args.analyzer:  # --direct is the analyzer's "proxy disabled" path, always there
         proxies = [r for r in explicit if r.kind is not RouteKind.DIRECT]
         paths = analyzer_routes(args, pairs, dns_servers, proxies)
         return CheckPlan(catalog, extra, RoutePlan((), None, paths=paths), dns_servers,
-                         args.timeout, args.concurrency, stage_options(args))
+                         args.timeout, args.concurrency, stage_options(args), more)
     sensor = sensor_routes(args, pairs, dns_servers)
     env = None if explicit or sensor else env_proxies(environ)
     return CheckPlan(catalog, extra, RoutePlan(tuple(explicit), env, sensor), dns_servers,
-                     args.timeout, args.concurrency, stage_options(args))
-
-
-def _open_output(path: str) -> BinaryIO:
-    if not path:
-        raise UsageError("--output needs a file name")
-    try:
-        return open(path, "wb")
-    except OSError as exc:
-        raise UsageError(f"cannot write --output {path}: {exc.strerror or exc}") from None
+                     args.timeout, args.concurrency, stage_options(args), more)
 
 
 def make_writers(args: argparse.Namespace, plan: CheckPlan) -> list[Writer]:
     fmt = args.format or ("console" if sys.stdout.isatty() else "jsonl")
     style = line_style(getattr(args, "log_style", "native"))
     writers: list[Writer] = []
+    # `scanner demo` has none of the --output-* and --no-progress flags
+    append, max_bytes = getattr(args, "output_append", False), getattr(args, "output_max_bytes", None)
+    if args.output is None and (append or max_bytes is not None):
+        flag = "--output-append" if append else "--output-max-bytes"
+        raise UsageError(f"{flag} needs --output FILE (or output.file in the config)")
+    progress = make_progress(sys.stderr, plan.count(), wanted=not getattr(args, "no_progress", False))
+    if progress is not None:
+        writers.append(progress)  # first: it is erased before the others write the summary
     if fmt == "console":
         width = max((len(e.host) + 6 for _, e in plan.endpoints()), default=20)
         routes = {r.label for p in plan.probes() for r in (p.route,)}
         route_width = max((len(r) for r in routes), default=6)
-        writers.append(ConsoleWriter(sys.stdout, width, route_width, colour_wanted(sys.stdout)))
+        stream: IO[str] = sys.stdout
+        if progress is not None and same_terminal(sys.stdout, sys.stderr):
+            stream = progress.proxy(sys.stdout)
+        writers.append(ConsoleWriter(stream, width, route_width, colour_wanted(sys.stdout)))
     else:
         writers.append(JsonlWriter(sys.stdout.buffer, style))
     if args.output is not None:
-        writers.append(JsonlWriter(_open_output(args.output), style))
+        writers.append(JsonlWriter(open_output(args.output, append, max_bytes,
+                                               getattr(args, "output_keep", 5)), style))
     if getattr(args, "syslog", False):
         writers.append(SyslogWriter.open(args.syslog_socket, args.syslog_format, style))
     for flag, kind in (("junit", "junit"), ("prometheus", "prometheus"), ("html", "html")):
@@ -278,10 +313,33 @@ def execute_check(plan: CheckPlan, writers: list[Writer],
         interrupted = run(partial(check_until_signal, plan, out))
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        out.close()  # the progress line goes, the files are closed
+        raise
     return finish(out, time.perf_counter() - start, interrupted, baseline, seen)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def given_dests(argv: Sequence[str]) -> frozenset[str]:
+    """The `scanner check` destinations set by flags in `argv` (not by their defaults)."""
+    words = list(argv)
+    rest = words[words.index("check") + 1:] if "check" in words else words
+    probe = _Parser(prog="scanner check", add_help=False)
+    add_check_arguments(probe)
+    for action in probe._actions:  # no defaults: only what the words set is left
+        action.default = argparse.SUPPRESS
+    return frozenset(vars(probe.parse_args(rest))) - {"more_catalogs"}  # set by the config only
+
+
+def with_config(args: argparse.Namespace, argv: Sequence[str], environ: Mapping[str, str]
+                ) -> argparse.Namespace:
+    """`args` over the --config file's settings: a flag given wins over the file."""
+    if args.config is None:
+        return args
+    return overlay(args, load_config(args.config, environ), given_dests(argv))
+
+
+def cmd_check(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    args = with_config(args, argv, os.environ)
     plan = build_plan(args, dict(os.environ))
     concurrency, warning = fit_concurrency(args.concurrency, raise_nofile_limit())
     if warning:
@@ -291,9 +349,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return execute_check(plan, make_writers(args, plan), baseline)
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.command == "check":
-        return cmd_check(args)
+        return cmd_check(args, argv)
     if args.command == "proxy":
         return cmd_proxy(args, os.environ)
     if args.command == "catalog":
@@ -333,9 +391,10 @@ def _exit_for(exc: BaseException) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        return _dispatch(args, argv)
     except Exception as exc:
         if os.environ.get("SCANNER_DEBUG") == "1" and not isinstance(exc, ScannerError):
             raise

@@ -116,6 +116,8 @@ def counts(drifts: Iterable[Drift]) -> dict[str, int]:
 class DriftCollector:
     """A writer that only remembers each record's snapshot, for the comparison at the end."""
 
+    passive = True  # it writes nothing: the run stops when only it is left
+
     def __init__(self) -> None:
         self.after: dict[Key, Snapshot] = {}
 

@@ -290,7 +290,8 @@ class Fanout:
                 self.stdout_closed = True
             except OSError as exc:
                 raise OutputError(f"cannot write results: {exc.strerror or exc}") from None
-        if not self.writers:
+        # a passive writer (the progress line, the drift collector) keeps no run going alone
+        if all(getattr(writer, "passive", False) for writer in self.writers):
             raise StdoutClosed
 
     def record(self, record: Record) -> None:

@@ -7,7 +7,7 @@ engine only ever holds a bounded number of them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scanner.certs import Trust
 from scanner.models import Catalog, Endpoint, Probe, Route
@@ -58,18 +58,30 @@ class CheckPlan:
     timeout: float
     concurrency: int
     stages: StageOptions = StageOptions()
+    more_catalogs: tuple[Catalog, ...] = ()  # run in the same run (a config's `catalogs`)
 
     def endpoints(self) -> Iterator[tuple[str | None, Endpoint]]:
+        """Each catalog's endpoints, then the ad-hoc ones; a host:port is probed once, under
+        the first catalog that lists it."""
         seen: set[tuple[str, int]] = set()
-        if self.catalog is not None:
-            for endpoint in self.catalog.endpoints:
-                seen.update((endpoint.host, port) for port in endpoint.ports)
-                yield self.catalog.name, endpoint
+        for catalog in self.catalogs:
+            for endpoint in catalog.endpoints:
+                ports = tuple(p for p in endpoint.ports if (endpoint.host, p) not in seen)
+                seen.update((endpoint.host, port) for port in ports)
+                if ports == endpoint.ports:
+                    yield catalog.name, endpoint
+                elif ports:
+                    yield catalog.name, replace(endpoint, ports=ports)
         for endpoint in self.extra:
             ports = tuple(p for p in endpoint.ports if (endpoint.host, p) not in seen)
             seen.update((endpoint.host, port) for port in ports)
             if ports:
                 yield None, Endpoint(endpoint.host, ports, endpoint.expect)
+
+    @property
+    def catalogs(self) -> tuple[Catalog, ...]:
+        first = (self.catalog,) if self.catalog is not None else ()
+        return (*first, *self.more_catalogs)
 
     def probes(self) -> Iterator[Probe]:
         for catalog_name, endpoint in self.endpoints():

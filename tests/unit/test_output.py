@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import orjson
+import pytest
 
 from scanner.models import (
     DIRECT,
@@ -22,7 +24,15 @@ from scanner.models import (
     RouteSource,
     Tally,
 )
-from scanner.output import ConsoleWriter, Fanout, JsonlWriter, colour_wanted, iso_utc, record_fields
+from scanner.output import (
+    ConsoleWriter,
+    Fanout,
+    JsonlWriter,
+    StdoutClosed,
+    colour_wanted,
+    iso_utc,
+    record_fields,
+)
 
 PW = "S3cr3t-pw"
 TS = 1700000000.5  # 2023-11-14T22:13:20.500Z
@@ -251,3 +261,35 @@ def test_fanout_tallies_and_writes_to_every_writer() -> None:
     assert fanout.tally.by_status == {"listening": 2, "auth_required": 1}
     assert plain.getvalue().endswith("3 checked in 2.00s: 2 ok, 1 failed [1 auth_required, 2 listening]\n")
     assert "\x1b[" in coloured.getvalue()
+
+
+class _Gone(io.StringIO):
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError
+
+
+class _Passive:
+    passive = True
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def record(self, _record: Any) -> None:
+        self.records += 1
+
+    def event(self, _name: str, _fields: dict[str, Any]) -> None:
+        pass
+
+    def summary(self, *_args: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_fanout_stops_when_only_passive_writers_are_left() -> None:
+    passive = _Passive()
+    fanout = Fanout([passive, ConsoleWriter(_Gone(), 40, 26, False)])
+    with pytest.raises(StdoutClosed):  # the run does not go on for the progress line alone
+        fanout.record(LISTENING)
+    assert (passive.records, fanout.writers, fanout.stdout_closed) == (1, [passive], True)

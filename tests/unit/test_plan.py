@@ -102,3 +102,24 @@ def test_route_plan_env_uses_no_proxy_per_host() -> None:
         ("10.1.2.3", 80, bypass),
         ("internal.example", 8443, bypass),
     ]
+
+
+def test_several_catalogs_run_together_each_record_naming_its_own() -> None:
+    other = Catalog("other", "", "", (
+        Endpoint("a.example.com", (80, 8080)),  # 80 is in `mine` already: only 8080 is new
+        B,  # entirely in `mine`: dropped
+        Endpoint("d.example.com", (443,)),
+    ))
+    check = CheckPlan(CATALOG, (Endpoint("d.example.com", (443, 25)),), RoutePlan((DIRECT,), None), (),
+                      5.0, 10, more_catalogs=(other,))
+    assert check.catalogs == (CATALOG, other)
+    assert [(p.catalog, p.endpoint.host, p.port) for p in check.probes()] == [
+        ("mine", "a.example.com", 443),
+        ("mine", "a.example.com", 80),
+        ("mine", "b.example.com", 443),
+        ("other", "a.example.com", 8080),
+        ("other", "d.example.com", 443),
+        (None, "d.example.com", 25),
+    ]
+    assert check.count() == 6
+    assert CheckPlan(None, (A,), RoutePlan((), None), (), 5.0, 10).catalogs == ()
