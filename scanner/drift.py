@@ -20,6 +20,7 @@ class DriftKind(StrEnum):
     RECOVERED = "recovered"  # not ok before, ok now
     STATE_CHANGED = "state_changed"  # same verdict, another state (e.g. denied -> auth_required)
     ADDRESSES_CHANGED = "addresses_changed"
+    TLS_ISSUER_CHANGED = "tls_issuer_changed"  # another CA signs the certificate: inspection?
     ADDED = "added"  # probed now, not in the baseline
     REMOVED = "removed"  # in the baseline, not probed now
 
@@ -32,6 +33,7 @@ class Snapshot:
     status: str
     ok: bool | None  # None: no verdict (not_configured)
     addresses: tuple[str, ...]
+    tls_issuer: str | None = None  # the leaf's issuer, when a TLS handshake completed
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +49,8 @@ class Drift:
         def side(snap: Snapshot | None) -> dict[str, Any] | None:
             if snap is None:
                 return None
-            return {"status": snap.status, "ok": snap.ok, "addresses": list(snap.addresses)}
+            return {"status": snap.status, "ok": snap.ok, "addresses": list(snap.addresses),
+                    "tls_issuer": snap.tls_issuer}
 
         return {"schema": 1, "kind": self.kind.value, "host": host, "port": port, "route": route,
                 "before": side(self.before), "after": side(self.after)}
@@ -56,7 +59,9 @@ class Drift:
 def snapshot(record: Record) -> tuple[Key, Snapshot]:
     probe = record.probe
     key = (probe.endpoint.host, probe.port, probe.route.label)
-    return key, Snapshot(record.connect.status.value, record.ok, tuple(sorted(record.dns.addresses)))
+    issuer = record.tls.issuer if record.tls is not None else None
+    return key, Snapshot(record.connect.status.value, record.ok, tuple(sorted(record.dns.addresses)),
+                         issuer)
 
 
 def load_baseline(path: str) -> dict[Key, Snapshot]:
@@ -76,9 +81,11 @@ def load_baseline(path: str) -> dict[Key, Snapshot]:
                 continue
             key = (str(item["host"]), int(item["port"]),
                    route_label(str(item["route"]), str(item.get("route_source") or "explicit")))
+            tls = item.get("tls") or {}
             found[key] = Snapshot(str(item["connect"]["status"]),
                                   None if item["ok"] is None else bool(item["ok"]),
-                                  tuple(sorted(str(a) for a in item["dns"]["addresses"])))
+                                  tuple(sorted(str(a) for a in item["dns"]["addresses"])),
+                                  str(tls["issuer"]) if tls.get("issuer") else None)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise UsageError(f"--baseline {path}: line {number} is not a scanner JSONL record") from None
     return found
@@ -103,6 +110,8 @@ def compare(before: Mapping[Key, Snapshot], after: Mapping[Key, Snapshot]) -> li
                 drifts.append(Drift(DriftKind.STATE_CHANGED, key, old, new))
             if old.addresses and new.addresses and old.addresses != new.addresses:
                 drifts.append(Drift(DriftKind.ADDRESSES_CHANGED, key, old, new))
+            if old.tls_issuer and new.tls_issuer and old.tls_issuer != new.tls_issuer:
+                drifts.append(Drift(DriftKind.TLS_ISSUER_CHANGED, key, old, new))
     return drifts
 
 

@@ -30,8 +30,8 @@ def test_baseline_drift_junit_and_prometheus(tmp_path: Path) -> None:
     crl = lab_address(3000 + 7)  # crl.microsoft.com is the catalog's eighth host
     assert drift == [{"event": "drift", "schema": 1, "kind": "newly_failing", "host": "crl.microsoft.com",
                       "port": 80, "route": "direct",
-                      "before": {"status": "listening", "ok": True, "addresses": [crl]},
-                      "after": {"status": "not_listening", "ok": False, "addresses": [crl]}}]
+                      "before": {"status": "listening", "ok": True, "addresses": [crl], "tls_issuer": None},
+                      "after": {"status": "not_listening", "ok": False, "addresses": [crl], "tls_issuer": None}}]
     assert [line["event"] for line in lines] == ["endpoint", "endpoint", "drift", "summary"]
     assert lines[-1]["drift"] == {"newly_failing": 1}
     root = ET.parse(junit).getroot()

@@ -131,8 +131,18 @@ def test_compare_finds_every_kind_of_drift() -> None:
                               "recovered": 1, "removed": 1, "state_changed": 1}
     assert drifts[0].fields() == {
         "schema": 1, "kind": "newly_failing", "host": "a", "port": 443, "route": "direct",
-        "before": {"status": "listening", "ok": True, "addresses": ["127.0.0.1"]},
-        "after": {"status": "filtered", "ok": False, "addresses": ["127.0.0.1"]}}
+        "before": {"status": "listening", "ok": True, "addresses": ["127.0.0.1"], "tls_issuer": None},
+        "after": {"status": "filtered", "ok": False, "addresses": ["127.0.0.1"], "tls_issuer": None}}
+
+
+def test_tls_issuer_change_is_drift() -> None:
+    before = {("a", 443, "direct"): Snapshot("listening", True, ("127.0.0.1",), "CN=Public CA")}
+    after = {("a", 443, "direct"): Snapshot("listening", True, ("127.0.0.1",), "CN=Corp Inspection CA")}
+    drifts = compare(before, after)
+    assert [d.kind for d in drifts] == [DriftKind.TLS_ISSUER_CHANGED]
+    fields = drifts[0].fields()
+    assert (fields["before"]["tls_issuer"], fields["after"]["tls_issuer"]) == (
+        "CN=Public CA", "CN=Corp Inspection CA")
 
 
 def test_load_baseline(tmp_path: Path) -> None:
