@@ -17,9 +17,10 @@ import anyio
 from scanner.errors import ScannerError
 from scanner.lab.dnsserver import StaticZone, serve_dns
 from scanner.lab.httpproxy import ProxyPolicy, serve_http_proxy
+from scanner.lab.labcatalog import catalog_toml, with_pins
 from scanner.lab.listeners import TLS_PORTS, AcceptAll, Behaviour, SynDropper, serve_endpoint
 from scanner.lab.netns import only_loopback
-from scanner.lab.pki import LabPki
+from scanner.lab.pki import ROOT_NAME, LabPki
 from scanner.lab.socksproxy import serve_socks5
 from scanner.lab.zone import EVERY_HOST, Fault, LabHost, by_name, dns_records, plan_hosts
 from scanner.limits import raise_nofile_limit
@@ -40,6 +41,7 @@ class RunningLab:
     ca_file: str = ""  # the lab's trust store: its root and its inspection CA
     public_roots: str = ""  # the lab's "public" roots: its root only
     accept_all_missing: int = 0  # control ports accept_all could not listen on (descriptor limit)
+    catalog_file: str = ""  # the catalog for `scanner check` here: its pins name the lab root
 
     def check_flags(self) -> list[str]:
         return ["--dns-server", self.dns_server, "--ca-file", self.ca_file, "--public-roots",
@@ -75,6 +77,8 @@ async def running_lab(
     droppers: list[SynDropper | AcceptAll] = []
     folder = tempfile.TemporaryDirectory(prefix="scanner-lab-")
     pki = LabPki(Path(folder.name))
+    catalog_file = Path(folder.name) / f"{catalog.name}.lab.toml"
+    catalog_file.write_text(catalog_toml(with_pins(catalog, ROOT_NAME)), encoding="utf-8")
     # `*=accept_all`: one listener per control port on the wildcard address answers for
     # every address (and costs no more descriptors than one host's accept_all)
     whole_range = any(host == EVERY_HOST and fault is Fault.ACCEPT_ALL for host, fault, _ in faults)
@@ -119,7 +123,8 @@ async def running_lab(
             yield RunningLab(hosts, f"127.0.0.1:{dns}", f"http://127.0.0.1:{http_port}",
                              f"socks5h://127.0.0.1:{socks_port}", str(pki.trust_store),
                              str(pki.public_roots),
-                             sum(d.failed for d in droppers if isinstance(d, AcceptAll)))
+                             sum(d.failed for d in droppers if isinstance(d, AcceptAll)),
+                             str(catalog_file))
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # one failure (a bind error, or the caller's own exception) is re-raised as itself
