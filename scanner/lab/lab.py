@@ -40,7 +40,7 @@ class RunningLab:
     socks_proxy: str  # socks5h://127.0.0.1:PORT
     ca_file: str = ""  # the lab's trust store: its root and its inspection CA
     public_roots: str = ""  # the lab's "public" roots: its root only
-    accept_all_missing: int = 0  # control ports accept_all could not listen on (descriptor limit)
+    accept_all_missing: frozenset[int] = frozenset()  # control ports accept_all could not take
     catalog_file: str = ""  # the catalog for `scanner check` here: its pins name the lab root
 
     def check_flags(self) -> list[str]:
@@ -123,7 +123,8 @@ async def running_lab(
             yield RunningLab(hosts, f"127.0.0.1:{dns}", f"http://127.0.0.1:{http_port}",
                              f"socks5h://127.0.0.1:{socks_port}", str(pki.trust_store),
                              str(pki.public_roots),
-                             sum(d.failed for d in droppers if isinstance(d, AcceptAll)),
+                             frozenset(p for d in droppers if isinstance(d, AcceptAll)
+                                       for p in d.missing),
                              str(catalog_file))
             tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
@@ -140,7 +141,7 @@ async def running_lab(
 
 def _room_for(descriptors: int) -> None:
     """Every accept_all address holds a listener per control port: raise the descriptor
-    limit for them, the hard one too where privileged (else AcceptAll counts what failed)."""
+    limit for them, the hard one too where privileged (else AcceptAll lists what is missing)."""
     soft = raise_nofile_limit()
     if soft >= descriptors or sys.platform == "win32":
         return

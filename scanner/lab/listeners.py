@@ -116,15 +116,17 @@ class AcceptAll:
 
     def __init__(self, address: str, ports: range, skip: frozenset[int]) -> None:
         self.socks: list[socket.socket] = []
-        self.failed = 0
+        # ports it could not listen on: out of descriptors, or in use (a TIME_WAIT left by
+        # an earlier client on that port conflicts with the wildcard address)
+        self.missing: list[int] = []
         try:
             for port in ports:
                 if port in skip:
                     continue
                 try:
                     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                except OSError:  # out of descriptors: the lab says how many are missing
-                    self.failed += 1
+                except OSError:  # out of descriptors
+                    self.missing.append(port)
                     continue
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -132,7 +134,7 @@ class AcceptAll:
                     sock.listen(8)
                 except OSError:
                     sock.close()
-                    self.failed += 1
+                    self.missing.append(port)
                     continue
                 self.socks.append(sock)
         except BaseException:
