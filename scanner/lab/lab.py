@@ -71,20 +71,20 @@ async def running_lab(
     Two labs can run at once when their `first_address` indexes keep them apart.
     """
     faults = list(faults)
-    hosts = plan_hosts(catalog, faults, first_address)
-    records, dns_faults = dns_records(hosts)
-    names = by_name(hosts)
-    droppers: list[SynDropper | AcceptAll] = []
-    folder = tempfile.TemporaryDirectory(prefix="scanner-lab-")
-    pki = LabPki(Path(folder.name))
-    catalog_file = Path(folder.name) / f"{catalog.name}.lab.toml"
-    catalog_file.write_text(catalog_toml(with_pins(catalog, ROOT_NAME)), encoding="utf-8")
     # `*=accept_all`: one listener per control port on the wildcard address answers for
     # every address (and costs no more descriptors than one host's accept_all)
     whole_range = any(host == EVERY_HOST and fault is Fault.ACCEPT_ALL for host, fault, _ in faults)
     if whole_range and not only_loopback():
         raise LabError(f"--fault '{EVERY_HOST}=accept_all' listens on every address: only in a private "
                        "network namespace holding loopback alone (unshare -rn scanner lab ...)")
+    hosts = plan_hosts(catalog, faults, first_address)
+    records, dns_faults = dns_records(hosts)
+    names = by_name(hosts)
+    droppers: list[SynDropper | AcceptAll] = []
+    folder = tempfile.TemporaryDirectory(prefix="scanner-lab-")
+    pki = LabPki(Path(folder.name))
+    catalog_file = Path(folder.name) / "lab-catalog.toml"  # (a catalog name may hold a /)
+    catalog_file.write_text(catalog_toml(with_pins(catalog, ROOT_NAME)), encoding="utf-8")
     accept_all = 1 if whole_range else sum(1 for h in hosts if Fault.ACCEPT_ALL in h.faults)
     if accept_all:
         _room_for(accept_all * len(CONTROL_PORTS) + 4096)
