@@ -54,6 +54,7 @@ from scanner.reports import ReportWriter, check_writable
 from scanner.rotation import open_output
 from scanner.routes import env_proxies, parse_proxy_url
 from scanner.runtime import run
+from scanner.stages import fds_per_probe
 from scanner.syslog import DEFAULT_SOCKET, SyslogWriter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_REGRESSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -278,7 +279,7 @@ async def check_until_signal(plan: CheckPlan, out: Fanout) -> bool:
 
         if sys.platform != "win32":
             tg.start_soon(watch_signals)
-        await run_check(plan, out.record)
+        await run_check(plan, out.record, out.range_finding)
         tg.cancel_scope.cancel()
     return interrupted
 
@@ -341,7 +342,8 @@ def with_config(args: argparse.Namespace, argv: Sequence[str], environ: Mapping[
 def cmd_check(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     args = with_config(args, argv, os.environ)
     plan = build_plan(args, dict(os.environ))
-    concurrency, warning = fit_concurrency(args.concurrency, raise_nofile_limit())
+    concurrency, warning = fit_concurrency(args.concurrency, raise_nofile_limit(),
+                                           fds_per_probe(plan.stages.middlebox))
     if warning:
         warn(warning)
         plan = replace(plan, concurrency=concurrency)

@@ -20,6 +20,7 @@ from scanner.models import (
     DnsResult,
     DnsStatus,
     Probe,
+    RangeFinding,
     Record,
     RouteKind,
 )
@@ -33,6 +34,7 @@ from scanner.stages import Stages, wants_stream
 from scanner.verdicts import judge, judge_stages
 
 Emit = Callable[[Record], None]
+OnRange = Callable[[RangeFinding], None]
 
 
 async def _proxy_address(dns: DnsStage, probe: Probe) -> str | ConnectResult:
@@ -162,8 +164,9 @@ async def guarded_probe(dns: DnsStage, probe: Probe, timeout: float,
         return Record(probe, dns_result, connect, ok, reason, time.time())
 
 
-async def run_check(plan: CheckPlan, emit: Emit) -> None:
-    """Probe everything in `plan`, calling `emit` with each record as it completes."""
+async def run_check(plan: CheckPlan, emit: Emit, on_range: OnRange | None = None) -> None:
+    """Probe everything in `plan`, calling `emit` with each record as it completes, and
+    `on_range` once at the end when a whole range of addresses accepted closed ports."""
     dns = DnsStage(plan.dns_servers or None, plan.timeout)
     stages = Stages(plan.stages.trust or default_trust(), plan.timeout, verify=plan.stages.verify,
                     middlebox=plan.stages.middlebox)
@@ -182,6 +185,9 @@ async def run_check(plan: CheckPlan, emit: Emit) -> None:
             async with send:
                 for probe in plan.probes():
                     await send.send(probe)
+        finding = stages.middlebox.finding() if stages.middlebox is not None else None
+        if finding is not None and on_range is not None:
+            on_range(finding)
     finally:
         with anyio.CancelScope(shield=True):
             await dns.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Expectation(StrEnum):
@@ -289,6 +290,18 @@ class MiddleboxResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RangeFinding:
+    """Every address of a range (or of the whole run) accepted a port closed by design."""
+
+    every_address: bool  # all addresses checked in the run accepted
+    networks: tuple[str, ...]  # ranges (/24, /64) whose every checked address accepted
+    addresses: tuple[str, ...]  # the addresses that accepted (the first few dozen)
+    accepted: int  # how many addresses accepted their control port
+    checked: int  # how many addresses were checked
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """The outcome of one probe: what is written as one log line."""
 
@@ -312,6 +325,7 @@ class Tally:
     failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     drift: dict[str, int] | None = None  # counts per drift kind, with --baseline
+    middlebox: dict[str, Any] | None = None  # the run-wide range finding, when there is one
 
     def add(self, record: Record) -> None:
         self.total += 1

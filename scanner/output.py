@@ -20,6 +20,7 @@ from scanner.models import (
     HttpResult,
     HttpStatus,
     MiddleboxResult,
+    RangeFinding,
     Record,
     Tally,
     TlsResult,
@@ -105,6 +106,13 @@ def middlebox_fields(box: MiddleboxResult | None) -> dict[str, Any] | None:
     return {"suspect": box.suspect, "control_port": box.control_port, "detail": box.detail}
 
 
+def range_fields(finding: RangeFinding) -> dict[str, Any]:
+    """The `middlebox` event line (and the summary's `middlebox` field)."""
+    return {"schema": SCHEMA, "every_address": finding.every_address,
+            "networks": list(finding.networks), "addresses": list(finding.addresses),
+            "accepted": finding.accepted, "checked": finding.checked, "detail": finding.detail}
+
+
 def stages_text(record: Record) -> str:
     """The later stages in a few words for the console: `tls ok TLSv1.3`, `http 200`."""
     parts: list[str] = []
@@ -133,6 +141,8 @@ def summary_fields(tally: Tally, elapsed_s: float, interrupted: bool) -> dict[st
     }
     if tally.drift is not None:
         fields["drift"] = tally.drift
+    if tally.middlebox is not None:
+        fields["middlebox"] = {k: v for k, v in tally.middlebox.items() if k != "schema"}
     return fields
 
 
@@ -240,6 +250,9 @@ class ConsoleWriter:
         self._stream.flush()
 
     def event(self, name: str, fields: dict[str, Any]) -> None:
+        if name == "middlebox":
+            self._stream.write(f"{self._paint(_RED, 'middlebox')}  {printable(fields['detail'])}\n")
+            return
         if name != "drift":
             return
         before, after = fields["before"], fields["after"]
@@ -300,6 +313,12 @@ class Fanout:
 
     def event(self, name: str, fields: dict[str, Any]) -> None:
         self._each(lambda writer: writer.event(name, fields))
+
+    def range_finding(self, finding: RangeFinding) -> None:
+        """A whole range accepted closed ports: an event line, and a field of the summary."""
+        fields = range_fields(finding)
+        self.tally.middlebox = fields
+        self.event("middlebox", fields)
 
     def summary(self, elapsed_s: float, interrupted: bool) -> None:
         self._each(lambda writer: writer.summary(self.tally, elapsed_s, interrupted))

@@ -32,6 +32,13 @@ from scanner.probes.tls import tls_handshake
 _REACHED = (ConnectStatus.LISTENING, ConnectStatus.TUNNEL)
 
 
+def fds_per_probe(middlebox: bool) -> int:
+    """File descriptors one probe can hold at once: its connection or tunnel (TLS and HTTP
+    reuse it; plain HTTP through a proxy opens its own only after the CONNECT's is closed),
+    and, beside it, the middlebox check's control connect on direct routes."""
+    return 2 if middlebox else 1
+
+
 def wants_stream(probe: Probe) -> bool:
     """Whether the connect stage should keep its connection open for a later stage.
     (Plain HTTP through an HTTP proxy is a request of its own: absolute-form, no CONNECT.)"""

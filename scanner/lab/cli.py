@@ -49,9 +49,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
             for host in lab.hosts:
                 faults_text = ",".join(sorted(f.value for f in host.faults)) or "-"
                 sys.stdout.write(f"  {host.name:<45} {host.address:<13} faults: {faults_text}\n")
+            pinned = any(e.checks.pins for e in catalog.endpoints)
+            spec = lab.catalog_file if pinned else args.catalog
             sys.stdout.write("\ncheck it with:\n  scanner check "
-                             f"{shlex.quote(args.catalog)} {shlex.join(flags)}\n\n"
-                             "Ctrl-C stops the lab.\n")
+                             f"{shlex.quote(spec)} {shlex.join(flags)}\n\n")
+            if pinned:
+                sys.stdout.write(f"(a copy of {args.catalog} whose pins name the lab root, which "
+                                 f"signs the lab's certificates: {args.catalog}'s own pins would "
+                                 "report every pinned endpoint intercepted here)\n\n")
+            sys.stdout.write("Ctrl-C stops the lab.\n")
             sys.stdout.flush()
             await anyio.sleep_forever()
 
@@ -121,14 +127,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     async def main() -> bool:
         async with running_lab(catalog, faults, proxy_connect_timeout=0.5) as lab:
+            # the lab's certificates chain to the lab root, not to Microsoft's: check its copy
+            # of the catalog, pinned to that root
+            pinned = load_catalog(lab.catalog_file)
             routes = (DIRECT, parse_proxy_url(lab.http_proxy), parse_proxy_url(lab.socks_proxy))
             trust = Trust(load_roots(lab.ca_file), load_roots(lab.public_roots, "--public-roots"))
-            plan = CheckPlan(catalog, (), RoutePlan(routes, None), (lab.dns_server,), 1.5, 64,
+            plan = CheckPlan(pinned, (), RoutePlan(routes, None), (lab.dns_server,), 1.5, 64,
                              StageOptions(trust))
             sys.stderr.write(
                 "demo: a lab on loopback answers for the defender-atp catalog, with faults: "
                 + ", ".join(f"{h} {f.value}" for h, f in DEMO_FAULTS.items())
-                + f"\ndemo: scanner check defender-atp {shlex.join(lab.check_flags())}\n\n")
+                + f"\ndemo: scanner check {shlex.quote(lab.catalog_file)} {shlex.join(lab.check_flags())}"
+                + "\ndemo: (the lab's copy of defender-atp: its pins name the lab root, not Microsoft's)\n\n")
             out = Fanout(make_writers(args, plan))
             original = out.record
 

@@ -116,19 +116,25 @@ class AcceptAll:
 
     def __init__(self, address: str, ports: range, skip: frozenset[int]) -> None:
         self.socks: list[socket.socket] = []
-        self.failed = 0
+        # ports it could not listen on: out of descriptors, or in use (a TIME_WAIT left by
+        # an earlier client on that port conflicts with the wildcard address)
+        self.missing: list[int] = []
         try:
             for port in ports:
                 if port in skip:
                     continue
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                except OSError:  # out of descriptors
+                    self.missing.append(port)
+                    continue
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     sock.bind((address, port))
                     sock.listen(8)
                 except OSError:
                     sock.close()
-                    self.failed += 1
+                    self.missing.append(port)
                     continue
                 self.socks.append(sock)
         except BaseException:

@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 MARKER = "SCANNER_PRIVATE_NETNS"
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
@@ -21,6 +22,16 @@ _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 def in_private_netns() -> bool:
     return os.environ.get(MARKER) == "1"
+
+
+def only_loopback() -> bool:
+    """Whether this process's network namespace holds loopback and nothing else
+    (/proc/net is the reading process's namespace's view)."""
+    try:
+        lines = Path("/proc/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return False
+    return {line.split(":", 1)[0].strip() for line in lines} == {"lo"}
 
 
 def bring_loopback_up() -> None:

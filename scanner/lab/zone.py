@@ -24,7 +24,8 @@ class Fault(StrEnum):
     WRONG_HOST = "wrong_host"  # its TLS certificate names another host
     INTERCEPT = "intercept"  # the proxies terminate its TLS with the lab's inspection CA
     BLOCK_PAGE = "block_page"  # it answers HTTP with a gateway's block page, not the service
-    ACCEPT_ALL = "accept_all"  # its address accepts every port (a SYN-proxying middlebox)
+    ACCEPT_ALL = "accept_all"  # its address accepts every port (a SYN-proxying middlebox);
+    # as `*=accept_all`, every address does: a middlebox answering for the whole range
     GARBAGE = "garbage"  # it answers with bytes that are neither TLS nor HTTP
     SILENT = "silent"  # it accepts and never says a word
     ENDLESS_HEADER = "endless_header"  # its HTTP answer is a head that never ends
@@ -39,6 +40,7 @@ class LabHost:
     delay_ms: int = 0
 
 
+EVERY_HOST = "*"  # `*=accept_all`: the fault of the whole range, not of one host
 FAULT_HELP = ("nxdomain, closed, filtered, denied, auth, delay:MS, expired, wrong_host, intercept, "
               "block_page, accept_all, garbage, silent, endless_header")
 
@@ -50,7 +52,7 @@ def parse_fault(text: str) -> tuple[str, Fault, int]:
     spec = spec.strip().lower()
     if not sep or not host or not spec:
         raise UsageError(f"--fault {text!r}: expected HOST=FAULT ({FAULT_HELP})")
-    problem = validate_hostname(host)
+    problem = None if host == EVERY_HOST else validate_hostname(host)
     if problem:
         raise UsageError(f"--fault {text!r}: {problem}")
     kind, _, arg = spec.partition(":")
@@ -58,6 +60,8 @@ def parse_fault(text: str) -> tuple[str, Fault, int]:
         fault = Fault(kind)
     except ValueError:
         raise UsageError(f"--fault {text!r}: unknown fault {kind!r} ({FAULT_HELP})") from None
+    if host == EVERY_HOST and fault is not Fault.ACCEPT_ALL:
+        raise UsageError(f"--fault {text!r}: only accept_all applies to every host ({EVERY_HOST})")
     delay = 0
     if fault is Fault.DELAY:
         if not (arg.isascii() and arg.isdigit()) or not 0 < int(arg) <= 60_000:
@@ -87,11 +91,12 @@ def plan_hosts(catalog: Catalog, faults: Iterable[tuple[str, Fault, int]] = (),
         if fault is Fault.DELAY:
             delays[host] = delay
     names = [e.host for e in catalog.endpoints]
-    unknown = sorted(set(wanted) - set(names))
+    unknown = sorted(set(wanted) - set(names) - {EVERY_HOST})
     if unknown:
         raise UsageError(f"--fault names {unknown[0]!r}, which is not in catalog {catalog.name!r}")
+    everyone = wanted.get(EVERY_HOST, set())
     return tuple(
-        LabHost(e.host, lab_address(first + i), e.ports, frozenset(wanted.get(e.host, ())),
+        LabHost(e.host, lab_address(first + i), e.ports, frozenset(wanted.get(e.host, set()) | everyone),
                 delays.get(e.host, 0))
         for i, e in enumerate(catalog.endpoints)
     )

@@ -73,7 +73,8 @@ def faulty_lab() -> Iterator[RunningLab]:
 
 
 def test_every_endpoint_and_route_has_its_exact_state(faulty_lab: RunningLab) -> None:
-    done = scanner("check", "defender-atp", *faulty_lab.check_flags(), "--timeout", "1.5")
+    # the lab's copy of defender-atp: its pins name the lab root (see test_bundled_pins_...)
+    done = scanner("check", faulty_lab.catalog_file, *faulty_lab.check_flags(), "--timeout", "1.5")
     assert done.returncode == 1, done.stderr
     found, summary = records(done.stdout)
     ok_hosts = ["us.vortex-win.data.microsoft.com", "sevillegwcus.microsoft.com",
@@ -121,6 +122,29 @@ def test_every_endpoint_and_route_has_its_exact_state(faulty_lab: RunningLab) ->
     assert blob["wildcard"] == "*.blob.core.windows.net"
     assert blob["catalog"] == "defender-atp"
     assert blob["dns"]["addresses"] == [blob["connect"]["address"]]
+
+
+def test_bundled_pins_report_the_lab_itself_as_intercepted(faulty_lab: RunningLab) -> None:
+    """The bundled catalog pins Microsoft's and DigiCert's roots; the lab is neither, and
+    says so: every TLS endpoint it serves is `intercepted` against those pins."""
+    done = scanner("check", "defender-atp", "--dns-server", faulty_lab.dns_server, "--ca-file",
+                   faulty_lab.ca_file, "--public-roots", faulty_lab.public_roots, "--direct",
+                   "--timeout", "1.5")
+    assert done.returncode == 1, done.stderr
+    found, _ = records(done.stdout)
+    handshaken = [r for r in found if r["tls"] is not None and r["tls"]["root"] is not None]
+    assert len(handshaken) == 7  # the 443 endpoints the lab serves directly
+    for record in handshaken:
+        assert (record["tls"]["status"], record["tls"]["root"]) == ("intercepted", "scanner lab root CA")
+        assert record["tls"]["detail"] == "the chain ends at 'scanner lab root CA', not at a pinned root"
+        assert record["ok"] is False
+    lab_copy = scanner("check", faulty_lab.catalog_file, "--dns-server", faulty_lab.dns_server,
+                       "--ca-file", faulty_lab.ca_file, "--public-roots", faulty_lab.public_roots,
+                       "--direct", "--timeout", "1.5")
+    tls = {r["host"]: r["tls"]["status"] for r in records(lab_copy.stdout)[0]
+           if r["tls"] is not None and r["tls"]["root"] is not None}
+    assert set(tls) == {r["host"] for r in handshaken}
+    assert set(tls.values()) == {"ok"}
 
 
 def test_all_ok_exits_0_and_blocked_expectation(faulty_lab: RunningLab, tmp_path: Any) -> None:
@@ -294,7 +318,7 @@ def test_hostile_socks_proxy_costs_one_error_record_per_probe(faulty_lab: Runnin
 def test_closed_stdout_is_quiet_and_output_file_complete(faulty_lab: RunningLab, tmp_path: Any) -> None:
     out = tmp_path / "all.jsonl"
     proc = subprocess.run(
-        f"{sys.executable} -m scanner check defender-atp {' '.join(faulty_lab.check_flags())} "
+        f"{sys.executable} -m scanner check {faulty_lab.catalog_file} {' '.join(faulty_lab.check_flags())} "
         f"--timeout 1 --format jsonl --output {out} | head -1",
         shell=True, capture_output=True, timeout=60, check=False)
     assert proc.stderr == b""

@@ -44,7 +44,7 @@ def test_a_config_file_drives_the_run(tmp_path: Path) -> None:
     with lab([], credentials=("svc", PASSWORD), first_address=5000) as running:
         proxy = running.http_proxy
         config.write_text(f"""
-catalogs = ["defender-atp", "extra.toml"]
+catalogs = ["{running.catalog_file}", "extra.toml"]  # defender-atp, pinned to the lab root
 timeout = 1.5
 concurrency = 16
 [dns]

@@ -17,7 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
-from scanner.lab.pki import LabPki
+from scanner.catalog import load_catalog
+from scanner.lab.labcatalog import catalog_toml, with_pins
+from scanner.lab.pki import ROOT_NAME, LabPki
 from tests.integration.servers import dante, dnsmasq, free_port, http_listener, squid
 
 if os.environ.get("SCANNER_TEST_NETNS") != "1":
@@ -50,6 +52,7 @@ class Setup:
 
 
 TRUST: list[str] = []  # --ca-file and --public-roots of the module's test CA
+CATALOG: list[str] = []  # defender-atp, its pins naming that CA (the bundled ones name Microsoft's)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     records = {name: [where[0]] for name, where in HOSTS.items() if where is not None}
     pki = LabPki(tmp_path_factory.mktemp("pki"))
     TRUST[:] = ["--ca-file", str(pki.trust_store), "--public-roots", str(pki.public_roots)]
+    copy = tmp_path_factory.mktemp("catalog") / "defender-atp.toml"
+    copy.write_text(catalog_toml(with_pins(load_catalog("defender-atp"), ROOT_NAME)))
+    CATALOG[:] = [str(copy)]
     with ExitStack() as stack:
         for name, where in HOSTS.items():
             if where is not None and where[1] is not None:  # HTTPS on 443, HTTP on 80
@@ -86,7 +92,7 @@ def by_route(found: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any
 
 def test_defender_atp_through_real_squid_dnsmasq_and_dante(setup: Setup) -> None:
     status, found, summary, _ = check(
-        "defender-atp", "--dns-server", "127.0.0.1", "--direct",
+        CATALOG[0], "--dns-server", "127.0.0.1", "--direct",
         "--proxy", f"http://127.0.0.1:{setup.squid}", "--proxy", f"socks5h://127.0.0.1:{setup.dante}")
     assert status == 1
     table = by_route(found)

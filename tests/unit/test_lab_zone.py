@@ -134,3 +134,13 @@ def test_plan_hosts_rejects_a_fault_outside_the_catalog() -> None:
         plan_hosts(CATALOG, [parse_fault("a.example=closed"), parse_fault("z.example=closed"),
                              parse_fault("y.example=auth")])
     assert info.value.message == "--fault names 'y.example', which is not in catalog 'lab'"
+
+
+def test_every_host_takes_accept_all_only() -> None:
+    assert parse_fault("*=accept_all") == ("*", Fault.ACCEPT_ALL, 0)
+    with pytest.raises(UsageError, match="only accept_all applies to every host"):
+        parse_fault("*=closed")
+    catalog = Catalog("c", "", "", (Endpoint("a.test", (80,)), Endpoint("b.test", (443,))))
+    hosts = plan_hosts(catalog, [("*", Fault.ACCEPT_ALL, 0), ("b.test", Fault.EXPIRED, 0)])
+    assert [h.faults for h in hosts] == [frozenset({Fault.ACCEPT_ALL}),
+                                          frozenset({Fault.ACCEPT_ALL, Fault.EXPIRED})]
