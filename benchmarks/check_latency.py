@@ -8,6 +8,9 @@ Ideal: endpoints x latency / concurrency. Runs inside a private network namespac
     python benchmarks/check_latency.py [--endpoints 2000] [--concurrency 500] [--rounds 3]
 
 BENCH_LATENCY_MS=0 runs the same with no added latency: the lab's own throughput.
+The probes are connect-only (DNS and the CONNECT, as the issue defines the figure);
+BENCH_STAGES=1 adds the HTTP stage and the middlebox check that `scanner check` runs on
+port 80 by default.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from scanner.engine import run_check
 from scanner.lab.lab import running_lab
 from scanner.lab.netns import MARKER, bring_loopback_up, in_private_netns
 from scanner.lab.zone import Fault
-from scanner.models import DIRECT, Catalog, Endpoint, Record, Route
+from scanner.models import DIRECT, Catalog, Checks, Endpoint, Record, Route
 from scanner.output import JsonlWriter
-from scanner.plan import CheckPlan, RoutePlan
+from scanner.plan import CheckPlan, RoutePlan, StageOptions
 from scanner.routes import parse_proxy_url
 from scanner.runtime import run
 
@@ -54,8 +57,14 @@ def netem(on: bool) -> bool:
     return True
 
 
+STAGES = os.environ.get("BENCH_STAGES") == "1"  # 1: the HTTP stage and middlebox check too
+CONNECT_ONLY = Checks(tls_ports=(), http_ports=())
+OPTIONS = StageOptions(middlebox=STAGES)
+
+
 def catalog(count: int) -> Catalog:
-    endpoints = tuple(Endpoint(f"h{i}.bench.test", (80,)) for i in range(count))
+    checks = Checks() if STAGES else CONNECT_ONLY
+    endpoints = tuple(Endpoint(f"h{i}.bench.test", (80,), checks=checks) for i in range(count))
     return Catalog("bench", "generated", "benchmarks/check_latency.py", endpoints)
 
 
@@ -84,12 +93,12 @@ async def measure(cat: Catalog, lab: dict[str, str], concurrency: int, use_netem
     times, cpu = [], []
     for _ in range(rounds):
         start, start_cpu = time.perf_counter(), time.process_time()
-        await run_check(CheckPlan(cat, (), routes, (lab["dns"],), 10.0, concurrency), emit)
+        await run_check(CheckPlan(cat, (), routes, (lab["dns"],), 10.0, concurrency, OPTIONS), emit)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     small = Catalog("seq", "", "", cat.endpoints[:sample])
     start = time.perf_counter()
-    await run_check(CheckPlan(small, (), routes, (lab["dns"],), 10.0, 1), emit)
+    await run_check(CheckPlan(small, (), routes, (lab["dns"],), 10.0, 1, OPTIONS), emit)
     per_probe = (time.perf_counter() - start) / sample
     sink.close()
     return {"times": times, "cpu": cpu, "per_probe": per_probe, "failures": len(failures),
