@@ -1,0 +1,254 @@
+"""Runs the workers and merges their records into one stream, in arrival order.
+
+Each worker writes whole lines to its own pipe; the runner forwards every
+complete line exactly once and keeps the partial tail for the next read.
+Control lines (counts, positions left) are taken out of the stream; they come
+after the records they account for, so the saved state never claims a record
+that was not written. Stopping (Ctrl-C, SIGTERM) closes the workers' stdin:
+they abort what is in flight and report it as still to do.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import IO, Any
+
+import orjson
+
+from scanner.permutation import Shard, Span, normalize, span_total, split_spans
+from scanner.sweep.plan import WorkerPlan
+from scanner.sweep.records import CONTROL, summary_line
+from scanner.sweep.state import SweepState, save_state
+
+STATE_EVERY = 2.0
+PROGRESS_EVERY = 0.5
+
+
+class Splitter:
+    """Cuts one worker's byte stream into forwarded records and control messages."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> tuple[bytes, list[dict[str, Any]]]:
+        data = self._tail + chunk
+        end = data.rfind(b"\n") + 1
+        self._tail, data = data[end:], data[:end]
+        if CONTROL not in data:  # the common case: only records, forwarded as one block
+            return data, []
+        records: list[bytes] = []
+        controls: list[dict[str, Any]] = []
+        for line in data.splitlines(keepends=True):
+            if line.startswith(CONTROL):
+                controls.append(orjson.loads(line[1:]))
+            else:
+                records.append(line)
+        return b"".join(records), controls
+
+    @property
+    def tail(self) -> bytes:
+        return self._tail
+
+
+@dataclass(slots=True)
+class WorkerView:
+    """What the runner knows of one worker from its last control line."""
+
+    process: subprocess.Popen[bytes]
+    spans: list[Span]
+    splitter: Splitter = field(default_factory=Splitter)
+    done: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    remaining: list[Span] = field(default_factory=list)
+    backoffs: int = 0
+    final: bool = False
+    open: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SweepJob:
+    """Everything the runner needs; the CLI builds it."""
+
+    template: WorkerPlan  # spans, concurrency and rate are per worker, filled in here
+    spans: tuple[Span, ...]
+    workers: int
+    shard: Shard
+    fingerprint: str
+    space: int
+    prior_done: int = 0
+    state_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOutcome:
+    done: int
+    counts: dict[str, int]
+    remaining: tuple[Span, ...]
+    elapsed_s: float
+    interrupted: bool
+    failed_workers: int
+    backoffs: int
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _spawn(plan: WorkerPlan) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-m", "scanner.sweep.worker"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    assert process.stdin is not None
+    process.stdin.write(orjson.dumps(plan.to_json()) + b"\n")
+    return process
+
+
+def _stop(views: list[WorkerView]) -> None:
+    for view in views:
+        stdin = view.process.stdin
+        if stdin is not None and not stdin.closed:
+            try:
+                stdin.close()
+            except OSError:
+                pass
+
+
+def _progress_text(done: int, total: int, elapsed: float, found: int) -> str:
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else 0.0
+    share = 100 * done / total if total else 100.0
+    return (f"\r{done}/{total} ({share:.1f}%)  {rate:,.0f}/s  ETA {eta:,.0f}s  "
+            f"found {found}  ")
+
+
+def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
+            on_state: Callable[[SweepState], None] | None = None,
+            console: Callable[[bytes], None] | None = None) -> SweepOutcome:
+    """Sweep `job.spans` with `job.workers` processes, writing records to every fd in `sinks`."""
+    template = job.template
+    parts = [p for p in split_spans(job.spans, max(job.workers, 1)) if p] or [[]]
+    per_concurrency = max(1, -(-template.concurrency // len(parts)))
+    per_rate = template.rate / len(parts) if template.rate > 0 else 0.0
+    views = [WorkerView(_spawn(replace(template, spans=tuple(p), concurrency=per_concurrency,
+                                       rate=per_rate)), list(p), remaining=list(p))
+             for p in parts]
+    total = span_total(job.spans)
+    interrupted = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    selector = selectors.DefaultSelector()
+    for view in views:
+        assert view.process.stdout is not None
+        selector.register(view.process.stdout.fileno(), selectors.EVENT_READ, view)
+    start = time.perf_counter()
+    last_state = last_progress = start
+    stopping = False
+
+    def snapshot() -> SweepState:
+        left = normalize(s for v in views for s in v.remaining)
+        return SweepState(template.seed, job.shard, job.fingerprint, job.space, tuple(left),
+                          job.prior_done + sum(v.done for v in views))
+
+    try:
+        while any(v.open for v in views):
+            if interrupted and not stopping:
+                stopping = True
+                _stop(views)
+            for key, _ in selector.select(timeout=0.2):
+                view = key.data
+                chunk = os.read(key.fd, 1 << 18)
+                if not chunk:
+                    selector.unregister(key.fd)
+                    view.open = False
+                    continue
+                records, controls = view.splitter.feed(chunk)
+                if records:
+                    for fd in sinks:
+                        _write_all(fd, records)
+                    if console is not None:
+                        console(records)
+                for control in controls:
+                    view.done, view.counts = control["done"], control["counts"]
+                    view.remaining = [tuple(s) for s in control["remaining"]]
+                    view.backoffs, view.final = control["backoffs"], control["final"]
+            now = time.perf_counter()
+            if job.state_path and on_state and now - last_state >= STATE_EVERY:
+                on_state(snapshot())
+                last_state = now
+            if progress is not None and now - last_progress >= PROGRESS_EVERY:
+                found = sum(v.counts.get("listening", 0) + v.counts.get("tunnel", 0) for v in views)
+                progress.write(_progress_text(sum(v.done for v in views), total, now - start, found))
+                progress.flush()
+                last_progress = now
+    except BrokenPipeError:
+        _stop(views)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        selector.close()
+        _stop(views)
+        for view in views:
+            try:
+                view.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                view.process.kill()
+                view.process.wait()
+        if progress is not None:
+            progress.write("\n")
+            progress.flush()
+    elapsed = time.perf_counter() - start
+    failed = sum(1 for v in views if not v.final or v.process.returncode != 0)
+    state = snapshot()
+    if on_state is not None:
+        on_state(state)
+    counts: dict[str, int] = {}
+    for view in views:
+        for state_name, value in view.counts.items():
+            counts[state_name] = counts.get(state_name, 0) + value
+    return SweepOutcome(sum(v.done for v in views), dict(sorted(counts.items())), state.remaining,
+                        elapsed, interrupted, failed, sum(v.backoffs for v in views))
+
+
+def summary_fields(job: SweepJob, outcome: SweepOutcome) -> dict[str, Any]:
+    elapsed = outcome.elapsed_s
+    return {
+        "total": outcome.done,
+        "planned": span_total(job.spans),
+        "remaining": span_total(outcome.remaining),
+        "by_state": outcome.counts,
+        "elapsed_s": round(elapsed, 3),
+        "probes_per_s": round(outcome.done / elapsed, 1) if elapsed > 0 else 0.0,
+        "seed": job.template.seed,
+        "shard": str(job.shard),
+        "workers": job.workers,
+        "backoffs": outcome.backoffs,
+        "interrupted": outcome.interrupted,
+    }
+
+
+def summary_bytes(job: SweepJob, outcome: SweepOutcome, console: bool) -> bytes:
+    fields = summary_fields(job, outcome)
+    if not console:
+        return summary_line(fields)
+    counts = ", ".join(f"{n} {s}" for s, n in fields["by_state"].items()) or "nothing"
+    note = " (interrupted)" if outcome.interrupted else ""
+    return (f"\n{fields['total']} probed in {fields['elapsed_s']:.2f}s{note}, "
+            f"{fields['probes_per_s']:,.0f}/s: {counts}; seed {fields['seed']}, "
+            f"shard {fields['shard']}, {fields['remaining']} left\n").encode()
+
+
+def make_state_writer(path: str) -> Callable[[SweepState], None]:
+    return lambda state: save_state(path, state)
