@@ -62,10 +62,11 @@ def parse_target(text: str, what: str = "target", names_allowed: bool = True) ->
         return (address.version, int(address), int(address))
     if not names_allowed:
         raise UsageError(f"{what} {text!r}: expected an address, a CIDR or a range, not a name")
-    problem = validate_hostname(text)
+    name = text.lower().removesuffix(".")
+    problem = validate_hostname(name)
     if problem:
         raise UsageError(f"{what} {text!r}: {problem}")
-    return text.lower().rstrip(".")
+    return name
 
 
 def file_tokens(lines: Iterable[str]) -> Iterator[str]:

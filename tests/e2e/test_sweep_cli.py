@@ -1,0 +1,218 @@
+"""`scanner sweep` end to end: the real CLI in a subprocess, sweeping loopback only."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+CLOSED = 9  # nothing listens on the discard port in the test namespace
+
+
+def sweep(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+          preexec: Any = None) -> subprocess.CompletedProcess[bytes]:
+    base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    return subprocess.run([sys.executable, "-m", "scanner", "sweep", *args], capture_output=True,
+                          timeout=timeout, env={**base, **(env or {})}, check=False,
+                          preexec_fn=preexec)
+
+
+def parse(stdout: bytes) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    lines = [orjson.loads(line) for line in stdout.splitlines()]
+    assert lines and lines[-1]["event"] == "summary"
+    assert all(line["event"] == "port" for line in lines[:-1])
+    return lines[:-1], lines[-1]
+
+
+def keys(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(r["ip"], r["port"]) for r in records]
+
+
+@pytest.fixture
+def listeners() -> Iterator[list[int]]:
+    """Two listening ports on 127.0.0.1 (not on other 127.x addresses)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(2):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(64)
+            ports.append(sock.getsockname()[1])
+        yield ports
+
+
+def test_a_slash_16_with_all_yields_exactly_65536_records() -> None:
+    done = sweep("127.0.0.0/16", "-p", str(CLOSED), "--all", "--workers", "2", "--seed", "11")
+    assert done.returncode == 0, done.stderr
+    records, summary = parse(done.stdout)
+    assert len(records) == 65_536
+    assert len(set(keys(records))) == 65_536
+    assert {r["state"] for r in records} == {"not_listening"}
+    assert {r["route"] for r in records} == {"direct"}
+    assert summary["total"] == 65_536 and summary["remaining"] == 0
+    assert summary["by_state"] == {"not_listening": 65_536}
+    assert summary["seed"] == 11 and summary["shard"] == "1/1" and not summary["interrupted"]
+
+
+def test_only_listening_by_default_and_every_state_with_all(listeners: list[int]) -> None:
+    ports = ",".join(str(p) for p in [*listeners, CLOSED])
+    done = sweep("127.0.0.0/30", "-p", ports)
+    assert done.returncode == 0, done.stderr
+    records, summary = parse(done.stdout)
+    assert sorted(keys(records)) == sorted(("127.0.0.1", p) for p in listeners)
+    assert {r["state"] for r in records} == {"listening"}
+    assert summary["by_state"] == {"listening": 2, "not_listening": 10}
+
+    every, _ = parse(sweep("127.0.0.0/30", "-p", ports, "--all").stdout)
+    assert len(every) == 12
+
+
+def test_excludes_are_honoured(tmp_path: Path) -> None:
+    excluded = tmp_path / "exclude.txt"
+    excluded.write_text("127.0.0.64-127.0.0.127\n")
+    done = sweep("127.0.0.0/24", "127.0.1.0/30", "-p", f"{CLOSED},10", "--all",
+                 "--exclude", "127.0.0.0/26", "--exclude-file", str(excluded), "--exclude", "127.0.1.2")
+    assert done.returncode == 0, done.stderr
+    records, _ = parse(done.stdout)
+    addresses = {int(ip.rsplit(".", 1)[1]) for ip, _ in keys(records) if ip.startswith("127.0.0.")}
+    assert addresses == set(range(128, 256))
+    assert {ip for ip, _ in keys(records) if ip.startswith("127.0.1.")} == {
+        "127.0.1.0", "127.0.1.1", "127.0.1.3"}
+    assert len(records) == 2 * (128 + 3)
+
+
+def test_shards_are_disjoint_and_complete() -> None:
+    seen: list[tuple[str, int]] = []
+    for k in (1, 2, 3):
+        done = sweep("127.0.0.0/22", "-p", f"{CLOSED},10", "--all", "--seed", "5", "--shard", f"{k}/3")
+        assert done.returncode == 0, done.stderr
+        records, summary = parse(done.stdout)
+        assert summary["shard"] == f"{k}/3"
+        seen += keys(records)
+    assert len(seen) == 2048 and len(set(seen)) == 2048
+
+
+def test_shard_auto_from_an_indexed_job() -> None:
+    env = {"JOB_COMPLETION_INDEX": "1", "SCANNER_SHARDS": "2"}
+    done = sweep("127.0.0.0/24", "-p", str(CLOSED), "--all", "--seed", "5", "--shard", "auto", env=env)
+    assert done.returncode == 0, done.stderr
+    records, summary = parse(done.stdout)
+    assert summary["shard"] == "2/2" and len(records) == 128
+
+
+def test_interrupt_then_resume_yields_each_target_exactly_once(tmp_path: Path) -> None:
+    state = tmp_path / "sweep.state"
+    base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    args = [sys.executable, "-m", "scanner", "sweep", "127.0.0.0/20", "-p", str(CLOSED), "--all",
+            "--rate", "2000"]
+    process = subprocess.Popen([*args, "--state", str(state)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=base, bufsize=0)  # communicate() reads the fd
+    assert process.stdout is not None
+    first = process.stdout.readline()  # the sweep has started
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=60)
+    assert process.returncode in (0, 130), stderr
+    before, summary = parse(first + rest)
+    assert summary["interrupted"] is (process.returncode == 130)
+    assert state.exists()
+
+    done = sweep("127.0.0.0/20", "-p", str(CLOSED), "--all", "--resume", str(state))
+    assert done.returncode == 0, done.stderr
+    after, resumed = parse(done.stdout)
+    assert resumed["seed"] == summary["seed"]
+    together = keys(before) + keys(after)
+    assert len(together) == 4096 and len(set(together)) == 4096
+    assert orjson.loads(state.read_bytes())["remaining"] == []
+
+
+def test_resume_refuses_other_targets(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    assert sweep("127.0.0.0/28", "-p", str(CLOSED), "--state", str(state)).returncode == 0
+    done = sweep("127.0.0.0/27", "-p", str(CLOSED), "--resume", str(state))
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith("scanner: error: --resume")
+
+
+def _low_nofile() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+
+def test_complete_under_file_descriptor_pressure() -> None:
+    done = sweep("127.0.0.0/20", "-p", str(CLOSED), "--all", "--workers", "2",
+                 "--concurrency", "5000", preexec=_low_nofile)
+    assert done.returncode == 0, done.stderr
+    records, summary = parse(done.stdout)
+    assert len(records) == 4096 and len(set(keys(records))) == 4096
+    assert summary["remaining"] == 0
+
+
+class _ConnectProxy(socketserver.BaseRequestHandler):
+    """Answers CONNECT: 200 for the allowed port, 403 for the rest (then closes)."""
+
+    allowed_port = 0
+
+    def handle(self) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 8192:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        target = head.split(b" ", 2)[1].decode()
+        port = int(target.rsplit(":", 1)[1])
+        if port == self.allowed_port:
+            self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            self.request.sendall(b"HTTP/1.1 403 Forbidden\r\nX-Squid-Error: ERR_ACCESS_DENIED 0\r\n"
+                                 b"Content-Length: 0\r\n\r\n")
+
+
+def test_through_a_proxy_each_host_and_port_gets_the_proxys_verdict() -> None:
+    class Handler(_ConnectProxy):
+        allowed_port = 8080
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        done = sweep("127.0.0.0/29", "-p", "8080,8443", "--all", "--proxy", url, "--concurrency", "8")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    records, summary = parse(done.stdout)
+    assert len(records) == 16
+    assert {(r["port"], r["state"]) for r in records} == {(8080, "tunnel"), (8443, "denied")}
+    assert {r["route"] for r in records} == {url}
+    assert summary["by_state"] == {"denied": 8, "tunnel": 8}
+
+
+@pytest.mark.parametrize("args", [
+    ["127.0.0.0/33", "-p", "80"],
+    ["127.0.0.1", "-p", "0"],
+    ["127.0.0.1"],
+    ["127.0.0.0/30", "-p", "80", "--exclude", "127.0.0.0/24"],
+    ["127.0.0.1", "-p", "80", "--shard", "3/2"],
+    ["127.0.0.1", "-p", "80", "--resume", "/nonexistent/state"],
+    ["127.0.0.1", "-p", "80", "--proxy", "ftp://127.0.0.1:21"],
+])
+def test_bad_input_is_one_line_and_status_2(args: list[str]) -> None:
+    done = sweep(*args)
+    assert done.returncode == 2
+    lines = done.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scanner: error: "), lines
+    assert done.stdout == b""
