@@ -7,6 +7,7 @@ import os
 import sys
 from functools import partial
 
+import anyio
 import orjson
 
 from scanner.errors import UsageError
@@ -96,19 +97,33 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE", help="also write the JSON lines to FILE")
 
 
-async def _resolve(names: tuple[str, ...], servers: tuple[str, ...], timeout: float
-                   ) -> dict[str, tuple[str, ...]]:
+DNS_CONCURRENCY = 256
+
+
+async def resolve_all(names: tuple[str, ...], servers: tuple[str, ...], timeout: float
+                      ) -> dict[str, tuple[str, ...]]:
+    """Every name's addresses (A then AAAA), from a fixed pool of lookups in flight."""
     from scanner.probes.dns import DnsStage  # noqa: PLC0415
 
     stage = DnsStage(servers or None, timeout)
-    return {name: (await stage.lookup(name)).addresses for name in names}
+    found: dict[str, tuple[str, ...]] = {}
+    todo = iter(names)
+
+    async def lookups() -> None:
+        for name in todo:
+            found[name] = (await stage.lookup(name)).addresses
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(DNS_CONCURRENCY, len(names))):
+            tg.start_soon(lookups)
+    return {name: found[name] for name in names}
 
 
 def resolve_names(names: tuple[str, ...], servers: list[str], timeout: float) -> dict[str, tuple[str, ...]]:
     from scanner.probes.dns import parse_dns_server  # noqa: PLC0415
 
     parsed = tuple(parse_dns_server(s) for s in servers)
-    return run(partial(_resolve, names, parsed, max(timeout, 2.0)))
+    return run(partial(resolve_all, names, parsed, max(timeout, 2.0)))
 
 
 def _warn(message: str) -> None:
