@@ -30,6 +30,7 @@ from pathlib import Path
 
 from scanner.lab.netns import MARKER, bring_loopback_up, in_private_netns
 
+ROOT = Path(__file__).resolve().parent.parent  # this checkout, not an installed copy
 CLOSED_PORT = 9
 RANGE = "127.0.0.0/16"
 PROBES = 65_536
@@ -90,7 +91,8 @@ int main(int argc, char **argv) {
 
 def reexec() -> int:
     flags = ["--net"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net"]
-    env = dict(os.environ, **{MARKER: "1"})
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, **{MARKER: "1", "PYTHONPATH": path})
     return subprocess.run(["unshare", *flags, sys.executable, *sys.argv], env=env, check=False).returncode
 
 

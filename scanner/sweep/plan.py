@@ -1,12 +1,8 @@
-"""What one sweep process is asked to do: the plan the runner hands each worker.
-
-Plain data, serialised as one JSON line on the worker's stdin.
-"""
+"""What one sweep process is asked to do: the plan the runner hands each forked worker."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from scanner.permutation import Span
 from scanner.targets import Interval
@@ -26,14 +22,3 @@ class WorkerPlan:
     proxy_url: str | None = None
     proxy_address: str | None = None  # the proxy's IP, resolved by the runner
     report_interval: float = 0.5
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> WorkerPlan:
-        data = dict(data)
-        data["intervals"] = tuple(tuple(i) for i in data["intervals"])
-        data["ports"] = tuple(data["ports"])
-        data["spans"] = tuple(tuple(s) for s in data["spans"])
-        return cls(**data)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
@@ -58,10 +58,39 @@ class Splitter:
 
 
 @dataclass(slots=True)
+class WorkerProcess:
+    pid: int
+    out_fd: int  # its records and control lines
+    stop_fd: int  # closing it tells the worker to stop
+    status: int | None = None
+
+    def stop(self) -> None:
+        if self.stop_fd >= 0:
+            try:
+                os.close(self.stop_fd)
+            except OSError:
+                pass
+            self.stop_fd = -1
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+            elif time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                deadline = float("inf")
+            else:
+                time.sleep(0.01)
+        return self.status
+
+
+@dataclass(slots=True)
 class WorkerView:
     """What the runner knows of one worker from its last control line."""
 
-    process: subprocess.Popen[bytes]
+    process: WorkerProcess
     spans: list[Span]
     splitter: Splitter = field(default_factory=Splitter)
     done: int = 0
@@ -103,22 +132,39 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _spawn(plan: WorkerPlan) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "scanner.sweep.worker"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-    assert process.stdin is not None
-    process.stdin.write(orjson.dumps(plan.to_json()) + b"\n")
-    return process
+def _spawn(plan: WorkerPlan, inherited: list[int]) -> WorkerProcess:
+    """Fork a worker: it starts at once, with every module already imported.
+
+    `inherited` are the runner's ends of earlier workers' pipes: the child closes
+    them, or a worker would keep another's stop pipe open and never see EOF.
+    """
+    out_r, out_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        status = 3
+        try:
+            for fd in (*inherited, out_r, stop_w):
+                os.close(fd)
+            from scanner.sweep.worker import child_main  # noqa: PLC0415
+
+            status = child_main(plan, out_w, stop_r)
+        except BaseException:
+            if os.environ.get("SCANNER_DEBUG") == "1":
+                traceback.print_exc()
+        finally:
+            os._exit(status)
+    os.close(out_w)
+    os.close(stop_r)
+    inherited += [out_r, stop_w]
+    return WorkerProcess(pid, out_r, stop_w)
 
 
 def _stop(views: list[WorkerView]) -> None:
     for view in views:
-        stdin = view.process.stdin
-        if stdin is not None and not stdin.closed:
-            try:
-                stdin.close()
-            except OSError:
-                pass
+        view.process.stop()
 
 
 def _progress_text(done: int, total: int, elapsed: float, found: int) -> str:
@@ -137,8 +183,11 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
     parts = [p for p in split_spans(job.spans, max(job.workers, 1)) if p] or [[]]
     per_concurrency = max(1, -(-template.concurrency // len(parts)))
     per_rate = template.rate / len(parts) if template.rate > 0 else 0.0
+    import scanner.sweep.worker  # noqa: F401, PLC0415  (imported once, before the forks)
+
+    inherited: list[int] = []
     views = [WorkerView(_spawn(replace(template, spans=tuple(p), concurrency=per_concurrency,
-                                       rate=per_rate)), list(p), remaining=list(p))
+                                       rate=per_rate), inherited), list(p), remaining=list(p))
              for p in parts]
     total = span_total(job.spans)
     interrupted = False
@@ -150,8 +199,7 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     selector = selectors.DefaultSelector()
     for view in views:
-        assert view.process.stdout is not None
-        selector.register(view.process.stdout.fileno(), selectors.EVENT_READ, view)
+        selector.register(view.process.out_fd, selectors.EVENT_READ, view)
     start = time.perf_counter()
     last_state = last_progress = start
     stopping = False
@@ -201,16 +249,13 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
         selector.close()
         _stop(views)
         for view in views:
-            try:
-                view.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                view.process.kill()
-                view.process.wait()
+            view.process.wait(timeout=30)
+            os.close(view.process.out_fd)
         if progress is not None:
             progress.write("\n")
             progress.flush()
     elapsed = time.perf_counter() - start
-    failed = sum(1 for v in views if not v.final or v.process.returncode != 0)
+    failed = sum(1 for v in views if not v.final or v.process.status != 0)
     state = snapshot()
     if on_state is not None:
         on_state(state)

@@ -8,10 +8,10 @@ epoll_ctl. Connects that have not completed by their deadline are aborted from
 a periodic tick (deadlines are FIFO: every probe has the same timeout). Proxied probes reuse the `check`
 probes from a fixed pool of tasks.
 
-Talks to the runner over pipes: the plan arrives as one JSON line on stdin, and
-EOF on stdin means "stop now". Records go to stdout as finished lines; control
-lines starting with `!` carry counts and the positions still to do, always
-after the records they account for.
+A worker is forked from the runner (no interpreter start, no imports) and
+talks to it over two pipes: EOF on the stop pipe means "stop now"; records go
+to the output pipe as finished lines, and control lines starting with `!` carry
+counts and the positions still to do, always after the records they account for.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import select
 import signal
 import socket
 import struct
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -397,17 +396,10 @@ async def sweep(plan: WorkerPlan, out_fd: int, in_fd: int) -> None:
     sweeper.report([], final=True)
 
 
-def main() -> int:
+def child_main(plan: WorkerPlan, out_fd: int, stop_fd: int) -> int:
+    """The body of a forked worker: sweep, then return the exit status (the caller _exits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when to stop
-    line = sys.stdin.buffer.readline()
-    if not line:
-        return 2
-    plan = WorkerPlan.from_json(orjson.loads(line))
-    out_fd, in_fd = sys.stdout.fileno(), sys.stdin.fileno()
-    call: Callable[[], Any] = lambda: sweep(plan, out_fd, in_fd)  # noqa: E731
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    call: Callable[[], Any] = lambda: sweep(plan, out_fd, stop_fd)  # noqa: E731
     run(call)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

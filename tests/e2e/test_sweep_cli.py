@@ -183,13 +183,17 @@ def test_through_a_proxy_each_host_and_port_gets_the_proxys_verdict() -> None:
     class Handler(_ConnectProxy):
         allowed_port = 8080
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    class Server(socketserver.ThreadingTCPServer):
+        request_queue_size = 128  # the default 5 drops SYNs when 8 probes connect at once
+
+    server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        done = sweep("127.0.0.0/29", "-p", "8080,8443", "--all", "--proxy", url, "--concurrency", "8")
+        done = sweep("127.0.0.0/29", "-p", "8080,8443", "--all", "--proxy", url, "--concurrency", "8",
+                     "--timeout", "10")
     finally:
         server.shutdown()
         server.server_close()
