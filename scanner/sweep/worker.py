@@ -45,6 +45,7 @@ _LINGER_0 = struct.pack("ii", 1, 0)
 # local shortages: wait and retry the same target instead of reporting it
 _SHORTAGE = frozenset({E.EMFILE, E.ENFILE, E.ENOBUFS, E.ENOMEM, E.EADDRNOTAVAIL, E.EAGAIN})
 TICK = 0.01
+_FOUND = frozenset({"listening", "tunnel"})  # reported without --all
 FLUSH_LINES = 256
 
 Pending = tuple[int, int, int]  # (position, index, attempt)
@@ -134,7 +135,7 @@ class Sweeper:
     def emit(self, ip: str, port: int, state: str, started: float) -> None:
         self.done += 1
         self.counts[state] = self.counts.get(state, 0) + 1
-        if self.plan.report_all or state == "listening":
+        if self.plan.report_all or state in _FOUND:
             now = time.time()
             ms = round((time.perf_counter() - started) * 1000, 3)
             self.lines.append(port_line(self.clock.iso(now), ip, port, state, ms, self.route))

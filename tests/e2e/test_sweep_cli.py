@@ -194,6 +194,8 @@ def test_through_a_proxy_each_host_and_port_gets_the_proxys_verdict() -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         done = sweep("127.0.0.0/29", "-p", "8080,8443", "--all", "--proxy", url, "--concurrency", "8",
                      "--timeout", "10")
+        found = sweep("127.0.0.0/29", "-p", "8080,8443", "--proxy", url, "--concurrency", "8",
+                      "--timeout", "10")
     finally:
         server.shutdown()
         server.server_close()
@@ -203,6 +205,8 @@ def test_through_a_proxy_each_host_and_port_gets_the_proxys_verdict() -> None:
     assert {(r["port"], r["state"]) for r in records} == {(8080, "tunnel"), (8443, "denied")}
     assert {r["route"] for r in records} == {url}
     assert summary["by_state"] == {"denied": 8, "tunnel": 8}
+    tunnels, _ = parse(found.stdout)  # without --all: what the proxy can reach
+    assert sorted(keys(tunnels)) == [(f"127.0.0.{i}", 8080) for i in range(8)]
 
 
 @pytest.mark.parametrize("args", [
