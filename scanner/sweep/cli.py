@@ -102,20 +102,34 @@ DNS_CONCURRENCY = 256
 
 async def resolve_all(names: tuple[str, ...], servers: tuple[str, ...], timeout: float
                       ) -> dict[str, tuple[str, ...]]:
-    """Every name's addresses (A then AAAA), from a fixed pool of lookups in flight."""
+    """Every name's addresses (A then AAAA).
+
+    With servers named, the bulk stub asks them first; c-ares (a fixed pool of lookups,
+    the system's configuration when no server is named) settles whatever is left.
+    """
+    from scanner.names import split_host_port  # noqa: PLC0415
+    from scanner.probes.bulkdns import BulkLookup  # noqa: PLC0415
     from scanner.probes.dns import DnsStage  # noqa: PLC0415
 
-    stage = DnsStage(servers or None, timeout)
     found: dict[str, tuple[str, ...]] = {}
-    todo = iter(names)
+    rest = names
+    if servers:
+        pairs = [(host, int(port or 53)) for host, port in map(split_host_port, servers)]
+        bulk = BulkLookup(names, pairs, timeout=min(timeout, 1.0))
+        await bulk.run()
+        found = bulk.addresses()
+        rest = tuple(name for name in names if name in bulk.unsettled)
+    if rest:
+        stage = DnsStage(servers or None, timeout)
+        todo = iter(rest)
 
-    async def lookups() -> None:
-        for name in todo:
-            found[name] = (await stage.lookup(name)).addresses
+        async def lookups() -> None:
+            for name in todo:
+                found[name] = (await stage.lookup(name)).addresses
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(DNS_CONCURRENCY, len(names))):
-            tg.start_soon(lookups)
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(DNS_CONCURRENCY, len(rest))):
+                tg.start_soon(lookups)
     return {name: found[name] for name in names}
 
 
