@@ -8,6 +8,7 @@ CNAME chain's owner names are skipped, as c-ares does when it returns addresses)
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -92,5 +93,5 @@ def decode_answer(data: bytes) -> StubAnswer:
         if rtype == QTYPE_A and length == 4:
             addresses.append(socket.inet_ntop(socket.AF_INET, rdata))
         elif rtype == QTYPE_AAAA and length == 16:
-            addresses.append(socket.inet_ntop(socket.AF_INET6, rdata))
+            addresses.append(str(ipaddress.IPv6Address(rdata)))  # canonical, unlike inet_ntop
     return StubAnswer(ident, flags & 0xF, bool(flags & _TC), qname, qtype, tuple(addresses))

@@ -5,7 +5,9 @@ list at a few thousand names per second. This stub keeps up to `window`
 queries in flight on one socket driven by loop callbacks, matches answers by id
 and question, resends on silence (`tries`, rotating over the servers), and
 hands back the names it could not settle (truncated answers, silence) so the
-caller can ask c-ares for those.
+caller can ask c-ares for those. The window is small on purpose: against a
+local dnsmasq, 100-200 queries in flight answered faster than 1,000 (queues
+overflow and queries are resent).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class BulkLookup:
     """One run over a list of names; `results` maps each name to (A, AAAA) address lists."""
 
     def __init__(self, names: Sequence[str], servers: Sequence[tuple[str, int]], timeout: float,
-                 tries: int = 3, window: int = 1000) -> None:
+                 tries: int = 3, window: int = 128) -> None:
         self.names = names
         self.servers = servers
         self.timeout = timeout

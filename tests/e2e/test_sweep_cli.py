@@ -224,3 +224,51 @@ def test_bad_input_is_one_line_and_status_2(args: list[str]) -> None:
     lines = done.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("scanner: error: "), lines
     assert done.stdout == b""
+
+
+def _dns_server(zone: dict[str, str], stop: threading.Event) -> tuple[socket.socket, threading.Thread]:
+    """A UDP DNS server on loopback answering A queries from `zone`, NXDOMAIN otherwise."""
+    from scanner.lab.dnswire import Answer, Rcode, RRType, build_response, parse_query  # noqa: PLC0415
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = parse_query(data)
+            if query.qname not in zone:
+                answer = Answer(Rcode.NXDOMAIN)
+            elif query.qtype == RRType.A:
+                answer = Answer(Rcode.NOERROR, (), (zone[query.qname],))
+            else:
+                answer = Answer(Rcode.NOERROR)
+            sock.sendto(build_response(query, answer), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return sock, thread
+
+
+def test_host_names_are_resolved_once_through_the_dns_server(tmp_path: Path) -> None:
+    zone = {f"h{i}.lab.test": f"127.0.3.{i}" for i in range(50)}
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join([*zone, "missing.lab.test"]) + "\n")
+    stop = threading.Event()
+    sock, thread = _dns_server(zone, stop)
+    try:
+        server = f"127.0.0.1:{sock.getsockname()[1]}"
+        done = sweep(f"@{names}", "-p", str(CLOSED), "--all", "--dns-server", server)
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+    assert done.returncode == 0, done.stderr
+    records, _ = parse(done.stdout)
+    assert sorted(keys(records)) == sorted((address, CLOSED) for address in zone.values())
+    assert done.stderr.decode().splitlines() == [
+        "scanner: warning: missing.lab.test did not resolve: left out"]
