@@ -228,7 +228,7 @@ def test_bad_input_is_one_line_and_status_2(args: list[str]) -> None:
 
 def _dns_server(zone: dict[str, str], stop: threading.Event) -> tuple[socket.socket, threading.Thread]:
     """A UDP DNS server on loopback answering A queries from `zone`, NXDOMAIN otherwise."""
-    from scanner.lab.dnswire import Answer, Rcode, RRType, build_response, parse_query  # noqa: PLC0415
+    from scanner.lab.dnswire import Answer, Rcode, RRType, build_response, parse_query
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
