@@ -252,7 +252,9 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
             view.process.wait(timeout=30)
             os.close(view.process.out_fd)
         if progress is not None:
-            progress.write("\n")
+            found = sum(v.counts.get("listening", 0) + v.counts.get("tunnel", 0) for v in views)
+            done = sum(v.done for v in views)
+            progress.write(_progress_text(done, total, time.perf_counter() - start, found) + "\n")
             progress.flush()
     elapsed = time.perf_counter() - start
     failed = sum(1 for v in views if not v.final or v.process.status != 0)
