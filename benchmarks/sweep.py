@@ -7,9 +7,11 @@
    -T5`, and a minimal C epoll loop compiled here (this machine's limit); wall time per
    run, median of the rounds, the three interleaved in each round.
 2. Memory: a /12 sweep (1,048,576 probes, `--all`, records to /dev/null), the peak of
-   the summed RSS of the runner and its workers, sampled every 20 ms.
+   the summed RSS (and PSS) of the runner and its workers, sampled every 20 ms, and the
+   peak of each fifth of the run (flat memory: no growth with the probes done).
 3. DNS: 20,000 names against a local dnsmasq: `scanner sweep`'s resolver (A and AAAA
-   per name, aiodns) beside `dnsperf` (A queries) against the same server.
+   per name; the bulk UDP stub, as with `--dns-server`) beside `dnsperf` (A queries)
+   against the same server, interleaved rounds.
 
 Every packet goes to loopback: the script re-executes itself under `unshare --net`.
 """
@@ -108,7 +110,7 @@ def scanner_command(target: str, workers: int) -> list[str]:
 
 
 def run_scanner(workers: int) -> float:
-    elapsed, done = timed(scanner_command(RANGE, workers))
+    elapsed, done = timed(scanner_command(RANGE, workers), cwd=ROOT)
     lines = done.stdout.count(b"\n")
     if done.returncode != 0 or lines != PROBES + 1:
         raise SystemExit(f"scanner sweep failed: status {done.returncode}, {lines} lines, {done.stderr!r}")
@@ -138,41 +140,55 @@ def run_c_loop(binary: Path, window: int) -> float:
     return PROBES / elapsed  # wall time, process start included, like the others
 
 
-def tree_rss_kb(root: int) -> int:
-    """Summed VmRSS of `root` and its children (one level: the runner's workers)."""
+def tree_memory_kb(root: int) -> tuple[int, int]:
+    """Summed (RSS, PSS) of `root` and its children (the runner's forked workers).
+
+    RSS counts the pages a worker shares with the runner after fork once per
+    process (an upper bound); PSS splits shared pages between their users.
+    """
     pids = [root]
     try:
         children = Path(f"/proc/{root}/task/{root}/children").read_text().split()
         pids += [int(p) for p in children]
     except OSError:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         except OSError:
             pass
-    return total
+    return rss, pss
 
 
-def memory(workers: int) -> dict[str, float]:
+def memory(workers: int) -> dict[str, object]:
     start = time.perf_counter()
+    samples: list[tuple[int, int]] = []
     with open(os.devnull, "wb") as sink:
-        process = subprocess.Popen(scanner_command("127.0.0.0/12", workers), stdout=sink)
-        peak = 0
+        process = subprocess.Popen(scanner_command("127.0.0.0/12", workers), stdout=sink, cwd=ROOT)
         while process.poll() is None:
-            peak = max(peak, tree_rss_kb(process.pid))
+            sample = tree_memory_kb(process.pid)
+            if sample[0]:
+                samples.append(sample)
             time.sleep(0.02)
     elapsed = time.perf_counter() - start
-    if process.returncode != 0:
+    if process.returncode != 0 or not samples:
         raise SystemExit(f"/12 sweep failed: status {process.returncode}")
-    return {"probes": 1 << 20, "peak_rss_mb": round(peak / 1024, 1), "elapsed_s": round(elapsed, 2),
+    # flat memory: the peak of each fifth of the run
+    fifth = max(len(samples) // 5, 1)
+    by_fifth = [round(max(r for r, _ in samples[i: i + fifth]) / 1024, 1)
+                for i in range(0, fifth * 5, fifth) if samples[i: i + fifth]]
+    return {"probes": 1 << 20, "peak_rss_mb": round(max(r for r, _ in samples) / 1024, 1),
+            "peak_pss_mb": round(max(p for _, p in samples) / 1024, 1),
+            "peak_rss_mb_by_fifth": by_fifth, "elapsed_s": round(elapsed, 2),
             "probes_per_s": round((1 << 20) / elapsed)}
 
 
-def dns_benchmark(workdir: Path, names: int) -> dict[str, object]:
+def dns_benchmark(workdir: Path, names: int, rounds: int) -> dict[str, object]:
     import anyio  # noqa: PLC0415
 
     from scanner.sweep.cli import resolve_all  # noqa: PLC0415
@@ -181,32 +197,39 @@ def dns_benchmark(workdir: Path, names: int) -> dict[str, object]:
     hosts.write_text("".join(f"127.1.{i >> 8 & 255}.{i & 255} n{i}.bench.test\n" for i in range(names)))
     queries = workdir / "queries"
     queries.write_text("".join(f"n{i}.bench.test A\n" for i in range(names)))
+    name_list = tuple(f"n{i}.bench.test" for i in range(names))
     dnsmasq = subprocess.Popen(["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
                                 f"--addn-hosts={hosts}", "--listen-address=127.0.0.1",
                                 "--port=5353", "--bind-interfaces", "--cache-size=0",
                                 "--dns-forward-max=10000", "--local=/bench.test/",
                                 "--user=root", "--pid-file="],
                                stderr=subprocess.DEVNULL)
+    perf_qps: list[float] = []
+    ours: list[float] = []
+    unresolved = 0
     try:
         time.sleep(1.0)
-        perf = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", "5353", "-d", str(queries),
-                               "-n", "1", "-c", "1", "-q", "500"], capture_output=True, text=True,
-                              check=False)
-        qps = next((float(line.split()[3]) for line in perf.stdout.splitlines()
-                    if "Queries per second" in line), 0.0)
-        lost = next((line.strip() for line in perf.stdout.splitlines() if "Queries lost" in line), "")
-        name_list = tuple(f"n{i}.bench.test" for i in range(names))
-        start = time.perf_counter()
-        found = anyio.run(partial(resolve_all, name_list, ("127.0.0.1:5353",), 5.0), backend="asyncio",
-                          backend_options={"use_uvloop": True})
-        elapsed = time.perf_counter() - start
-        resolved = sum(1 for a in found.values() if a)
+        for _ in range(rounds):
+            perf = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", "5353", "-d", str(queries),
+                                   "-n", "1", "-c", "1", "-q", "500"], capture_output=True, text=True,
+                                  check=False)
+            perf_qps.append(next((float(line.split()[3]) for line in perf.stdout.splitlines()
+                                  if "Queries per second" in line), 0.0))
+            start = time.perf_counter()
+            found = anyio.run(partial(resolve_all, name_list, ("127.0.0.1:5353",), 5.0),
+                              backend="asyncio", backend_options={"use_uvloop": True})
+            ours.append(names / (time.perf_counter() - start))
+            unresolved += sum(1 for a in found.values() if not a)
     finally:
         dnsmasq.terminate()
         dnsmasq.wait()
-    return {"names": names, "scanner_names_per_s": round(names / elapsed), "scanner_resolved": resolved,
-            "dnsperf_qps": qps, "dnsperf_lost": lost,
-            "ratio_names_vs_dnsperf_queries": round(names / elapsed / qps, 3) if qps else 0.0}
+    names_per_s, qps = statistics.median(ours), statistics.median(perf_qps)
+    return {"names": names, "rounds": rounds, "scanner_names_per_s": [round(x) for x in ours],
+            "dnsperf_a_queries_per_s": [round(x) for x in perf_qps], "scanner_unresolved": unresolved,
+            "median_names_per_s": round(names_per_s), "median_dnsperf_qps": round(qps),
+            "names_vs_dnsperf": round(names_per_s / qps, 2) if qps else 0.0,
+            # each name is an A and an AAAA query
+            "queries_vs_dnsperf": round(2 * names_per_s / qps, 2) if qps else 0.0}
 
 
 def main() -> int:
@@ -244,7 +267,7 @@ def main() -> int:
         if not args.skip_memory:
             print(json.dumps({"memory_slash_12": memory(args.workers)}), flush=True)
         if not args.skip_dns and shutil.which("dnsmasq") and shutil.which("dnsperf"):
-            print(json.dumps({"dns": dns_benchmark(workdir, args.dns_names)}), flush=True)
+            print(json.dumps({"dns": dns_benchmark(workdir, args.dns_names, args.rounds)}), flush=True)
     return 0
 
 

@@ -249,8 +249,11 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
         selector.close()
         _stop(views)
         for view in views:
+            if view.open:  # bailing out (the reader of stdout went away): unblock its writes
+                os.close(view.process.out_fd)
             view.process.wait(timeout=30)
-            os.close(view.process.out_fd)
+            if not view.open:
+                os.close(view.process.out_fd)
         if progress is not None:
             found = sum(v.counts.get("listening", 0) + v.counts.get("tunnel", 0) for v in views)
             done = sum(v.done for v in views)

@@ -88,6 +88,7 @@ class Sweeper:
         self.route = route_json("direct" if plan.proxy_url is None
                                 else parse_proxy_url(plan.proxy_url).display)
         self.stopping = False
+        self.output_gone = False
         self.last_report = time.monotonic()
         single = self.space.intervals[0] if len(self.space.intervals) == 1 else None
         self._single_v4 = single[1] if single is not None and single[0] == 4 else None
@@ -149,9 +150,14 @@ class Sweeper:
             self._write(data)
 
     def _write(self, data: bytes) -> None:
+        if self.output_gone:
+            return
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.out_fd, view):]
+        try:
+            while view:
+                view = view[os.write(self.out_fd, view):]
+        except BrokenPipeError:  # the runner stopped reading (its own reader went away)
+            self.output_gone = True
 
     def report(self, pending: list[int], final: bool) -> None:
         """Flush records, then a control line that accounts for them."""
@@ -389,6 +395,14 @@ async def sweep(plan: WorkerPlan, out_fd: int, in_fd: int) -> None:
         await proxied_loop(sweeper, stop)
         return
     direct = DirectLoop(sweeper, loop)
+
+    def on_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # a callback failed (a bug): end the worker with an error instead of hanging
+        if not direct.finished.done():
+            error = context.get("exception") or RuntimeError(str(context.get("message")))
+            direct.finished.set_exception(error)
+
+    loop.set_exception_handler(on_error)
     stop_waiter = asyncio.ensure_future(stop.wait())
     stop_waiter.add_done_callback(lambda _f: direct.stop())
     direct.start()

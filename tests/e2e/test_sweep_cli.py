@@ -272,3 +272,14 @@ def test_host_names_are_resolved_once_through_the_dns_server(tmp_path: Path) -> 
     assert sorted(keys(records)) == sorted((address, CLOSED) for address in zone.values())
     assert done.stderr.decode().splitlines() == [
         "scanner: warning: missing.lab.test did not resolve: left out"]
+
+
+def test_a_reader_that_goes_away_ends_the_sweep_quietly() -> None:
+    # `scanner sweep ... | head -1`: the workers must not stay blocked on a full pipe
+    command = (f"{sys.executable} -m scanner sweep 127.0.0.0/16 -p {CLOSED} --all --rate 20000 "
+               "| head -1")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, timeout=25,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["event"] == "port"
+    assert done.stderr == b""
