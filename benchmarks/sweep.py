@@ -262,6 +262,11 @@ def main() -> int:
             "median_per_s": {k: round(v) for k, v in median.items()},
             "scanner_vs_nmap": round(median["scanner"] / median["nmap"], 2),
             "scanner_vs_c_loop": round(median["scanner"] / median["c_loop"], 2),
+            # the same ratios within each round (the peers ran seconds apart): less noise
+            "round_ratios_vs_nmap": [round(a / b, 2) for a, b in zip(rates["scanner"], rates["nmap"],
+                                                                      strict=True)],
+            "round_ratios_vs_c_loop": [round(a / b, 2) for a, b in zip(rates["scanner"],
+                                                                        rates["c_loop"], strict=True)],
         }
         print(json.dumps(report), flush=True)
         if not args.skip_memory:

@@ -283,3 +283,15 @@ def test_a_reader_that_goes_away_ends_the_sweep_quietly() -> None:
     assert done.returncode == 0, done.stderr
     assert orjson.loads(done.stdout)["event"] == "port"
     assert done.stderr == b""
+
+
+def test_ipv6_loopback() -> None:
+    with socket.socket(socket.AF_INET6) as listener:
+        listener.bind(("::1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        done = sweep("::1", "-p", f"{port},{CLOSED}", "--all")
+    assert done.returncode == 0, done.stderr
+    records, _ = parse(done.stdout)
+    assert sorted((r["ip"], r["port"], r["state"]) for r in records) == sorted(
+        [("::1", port, "listening"), ("::1", CLOSED, "not_listening")])
