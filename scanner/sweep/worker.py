@@ -46,6 +46,7 @@ _LINGER_0 = struct.pack("ii", 1, 0)
 _SHORTAGE = frozenset({E.EMFILE, E.ENFILE, E.ENOBUFS, E.ENOMEM, E.EADDRNOTAVAIL, E.EAGAIN})
 TICK = 0.01
 _FOUND = frozenset({"listening", "tunnel"})  # reported without --all
+_ERRNO_STATE = {E.ECONNREFUSED: state_for_errno(E.ECONNREFUSED).value}  # the common answer, looked up once
 FLUSH_LINES = 256
 
 Pending = tuple[int, int, int]  # (position, index, attempt)
@@ -87,6 +88,7 @@ class Sweeper:
         self.clock = Clock()
         self.route = route_json("direct" if plan.proxy_url is None
                                 else parse_proxy_url(plan.proxy_url).display)
+        self.report_all = plan.report_all
         self.stopping = False
         self.output_gone = False
         self.last_report = time.monotonic()
@@ -133,15 +135,18 @@ class Sweeper:
             self.cap = min(self.max_cap, self.cap + max(1, self.cap // 8))
 
     # -- output
-    def emit(self, ip: str, port: int, state: str, started: float) -> None:
+    def emit(self, ip: str, port: int, state: str, ms: float, ts: str) -> None:
+        """Count a result and queue its line; `ts` and the clock behind `ms` are per batch."""
         self.done += 1
         self.counts[state] = self.counts.get(state, 0) + 1
-        if self.plan.report_all or state in _FOUND:
-            now = time.time()
-            ms = round((time.perf_counter() - started) * 1000, 3)
-            self.lines.append(port_line(self.clock.iso(now), ip, port, state, ms, self.route))
+        if self.report_all or state in _FOUND:
+            self.lines.append(port_line(ts, ip, port, state, ms, self.route))
             if len(self.lines) >= FLUSH_LINES:
                 self.flush()
+
+    def now(self) -> tuple[float, str]:
+        """The moment a batch of completions was seen: (perf_counter, ISO timestamp)."""
+        return time.perf_counter(), self.clock.iso(time.time())
 
     def flush(self) -> None:
         if self.lines:
@@ -224,7 +229,7 @@ class DirectLoop:
                 s.shortage(item, len(pending))
                 break
             else:
-                self.complete(sock, item[0], item[1], item[2], ip, port, started, code)
+                self.complete(sock, item[0], item[1], item[2], ip, port, started, code, *s.now())
         self.check_done()
 
     def drain(self) -> None:
@@ -233,6 +238,7 @@ class DirectLoop:
         sol, so_error = socket.SOL_SOCKET, socket.SO_ERROR
         while True:
             events = poll(0, 1024)
+            now, ts = self.s.now()
             for fd, _ in events:
                 entry = pending.pop(fd, None)
                 if entry is None:
@@ -243,25 +249,26 @@ class DirectLoop:
                     sock.close()
                     self.s.shortage((position, index, attempt), len(pending))
                 else:
-                    complete(sock, position, index, attempt, ip, port, started, code)
+                    complete(sock, position, index, attempt, ip, port, started, code, now, ts)
             if len(events) < 1024:
                 break
         self.pump()
 
     def complete(self, sock: socket.socket, position: int, index: int, attempt: int,  # noqa: PLR0917
-                 ip: str, port: int, started: float, code: int) -> None:
+                 ip: str, port: int, started: float, code: int, now: float, ts: str) -> None:
         # positional on purpose: called once per probe
+        ms = round((now - started) * 1000, 3)
         if code == 0:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
             sock.close()
-            self.s.emit(ip, port, "listening", started)
+            self.s.emit(ip, port, "listening", ms, ts)
             return
         sock.close()
-        state = state_for_errno(code)
-        if state is ConnectStatus.FILTERED and attempt < self.retries:
+        state = _ERRNO_STATE.get(code) or state_for_errno(code).value
+        if state == "filtered" and attempt < self.retries:
             self.s.retry.append((position, index, attempt + 1))
             return
-        self.s.emit(ip, port, state.value, started)
+        self.s.emit(ip, port, state, ms, ts)
 
     def expire(self, now: float) -> None:
         deadlines, pending = self.deadlines, self.pending
@@ -277,7 +284,8 @@ class DirectLoop:
             if attempt < self.retries:
                 self.s.retry.append((position, index, attempt + 1))
             else:
-                self.s.emit(ip, port, ConnectStatus.FILTERED.value, started)
+                _, ts = self.s.now()
+                self.s.emit(ip, port, ConnectStatus.FILTERED.value, round((now - started) * 1000, 3), ts)
 
     def tick(self) -> None:
         if self.finished.done():
@@ -349,7 +357,8 @@ async def proxied_loop(sweeper: Sweeper, stop: asyncio.Event) -> None:
             if result.status is ConnectStatus.TIMEOUT and attempt < plan.retries:
                 sweeper.retry.append((position, index, attempt + 1))
                 continue
-            sweeper.emit(ip, port, result.status.value, started)
+            now, ts = sweeper.now()
+            sweeper.emit(ip, port, result.status.value, round((now - started) * 1000, 3), ts)
 
     async def reporter() -> None:
         while True:
