@@ -9,6 +9,7 @@ of it, and resuming is just "these ranges are left". Pure integers, no I/O.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
@@ -120,27 +121,6 @@ def span_total(spans: Iterable[Span]) -> int:
     return sum(stop - start for start, stop in spans)
 
 
-def split_spans(spans: Iterable[Span], parts: int) -> list[list[Span]]:
-    """Cut `spans` into `parts` consecutive groups of (nearly) equal position counts."""
-    spans = [s for s in spans if s[1] > s[0]]
-    total = span_total(spans)
-    groups: list[list[Span]] = [[] for _ in range(parts)]
-    bounds = [total * (i + 1) // parts for i in range(parts)]
-    part, seen = 0, 0
-    for start, stop in spans:
-        at = start
-        while at < stop:
-            room = bounds[part] - seen
-            if room == 0:
-                part += 1
-                continue
-            take = min(room, stop - at)
-            groups[part].append((at, at + take))
-            at += take
-            seen += take
-    return groups
-
-
 def normalize(spans: Iterable[Span]) -> list[Span]:
     """Sorted, merged, non-empty spans."""
     merged: list[Span] = []
@@ -155,3 +135,50 @@ def normalize(spans: Iterable[Span]) -> list[Span]:
 def remaining(unissued: Iterable[Span], pending: Iterable[int]) -> list[Span]:
     """What is left: the spans not yet started plus the positions started but not finished."""
     return normalize([*unissued, *((p, p + 1) for p in pending)])
+
+
+class SpanIndex:
+    """The positions of `spans` numbered 0..total-1 in order ("offsets"), for handing out chunks."""
+
+    def __init__(self, spans: Iterable[Span]) -> None:
+        self.spans = normalize(spans)
+        self._starts: list[int] = []
+        total = 0
+        for start, stop in self.spans:
+            self._starts.append(total)
+            total += stop - start
+        self.total = total
+
+    def slice(self, low: int, high: int) -> list[Span]:
+        """The positions at offsets low..high-1, as spans."""
+        low, high = max(low, 0), min(high, self.total)
+        result: list[Span] = []
+        if low >= high:
+            return result
+        slot = bisect.bisect_right(self._starts, low) - 1
+        while low < high:
+            start, stop = self.spans[slot]
+            begin = start + low - self._starts[slot]
+            take = min(stop - begin, high - low)
+            result.append((begin, begin + take))
+            low += take
+            slot += 1
+        return result
+
+
+def chunk_size(total: int, workers: int) -> int:
+    """Chunks small enough to balance the workers' load, large enough to be claimed rarely."""
+    return max(256, min(65_536, total // max(workers * 16, 1) or 1))
+
+
+def chunk_ranges(ids: Iterable[int], count: int) -> list[tuple[int, int]]:
+    """The chunk ids in 0..count-1 that are not in `ids`, as ranges."""
+    ranges: list[tuple[int, int]] = []
+    at = 0
+    for claimed in sorted({i for i in ids if 0 <= i < count}):
+        if claimed > at:
+            ranges.append((at, claimed))
+        at = max(at, claimed + 1)
+    if at < count:
+        ranges.append((at, count))
+    return ranges

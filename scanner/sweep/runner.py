@@ -22,10 +22,11 @@ from typing import IO, Any
 
 import orjson
 
-from scanner.permutation import Shard, Span, normalize, span_total, split_spans
+from scanner.permutation import Shard, Span, normalize, span_total
 from scanner.sweep.plan import WorkerPlan
 from scanner.sweep.records import CONTROL, summary_line
 from scanner.sweep.state import SweepState, save_state
+from scanner.sweep.workqueue import ChunkQueue
 
 STATE_EVERY = 2.0
 PROGRESS_EVERY = 0.5
@@ -91,7 +92,6 @@ class WorkerView:
     """What the runner knows of one worker from its last control line."""
 
     process: WorkerProcess
-    spans: list[Span]
     splitter: Splitter = field(default_factory=Splitter)
     done: int = 0
     counts: dict[str, int] = field(default_factory=dict)
@@ -132,7 +132,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _spawn(plan: WorkerPlan, inherited: list[int]) -> WorkerProcess:
+def _spawn(plan: WorkerPlan, queue: ChunkQueue, inherited: list[int]) -> WorkerProcess:
     """Fork a worker: it starts at once, with every module already imported.
 
     `inherited` are the runner's ends of earlier workers' pipes: the child closes
@@ -150,7 +150,7 @@ def _spawn(plan: WorkerPlan, inherited: list[int]) -> WorkerProcess:
                 os.close(fd)
             from scanner.sweep.worker import child_main  # noqa: PLC0415
 
-            status = child_main(plan, out_w, stop_r)
+            status = child_main(plan, out_w, stop_r, queue.claim)
         except BaseException:
             if os.environ.get("SCANNER_DEBUG") == "1":
                 traceback.print_exc()
@@ -180,15 +180,15 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
             console: Callable[[bytes], None] | None = None) -> SweepOutcome:
     """Sweep `job.spans` with `job.workers` processes, writing records to every fd in `sinks`."""
     template = job.template
-    parts = [p for p in split_spans(job.spans, max(job.workers, 1)) if p] or [[]]
-    per_concurrency = max(1, -(-template.concurrency // len(parts)))
-    per_rate = template.rate / len(parts) if template.rate > 0 else 0.0
+    queue = ChunkQueue(job.spans, max(job.workers, 1))
+    workers = max(1, min(job.workers, queue.count))
+    plan = replace(template, spans=(), concurrency=max(1, -(-template.concurrency // workers)),
+                   rate=template.rate / workers if template.rate > 0 else 0.0)
     import scanner.sweep.worker  # noqa: F401, PLC0415  (imported once, before the forks)
 
     inherited: list[int] = []
-    views = [WorkerView(_spawn(replace(template, spans=tuple(p), concurrency=per_concurrency,
-                                       rate=per_rate), inherited), list(p), remaining=list(p))
-             for p in parts]
+    views = [WorkerView(_spawn(plan, queue, inherited)) for _ in range(workers)]
+    claimed: set[int] = set()
     total = span_total(job.spans)
     interrupted = False
 
@@ -205,7 +205,7 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
     stopping = False
 
     def snapshot() -> SweepState:
-        left = normalize(s for v in views for s in v.remaining)
+        left = normalize([*queue.unclaimed(claimed), *(s for v in views for s in v.remaining)])
         return SweepState(template.seed, job.shard, job.fingerprint, job.space, tuple(left),
                           job.prior_done + sum(v.done for v in views))
 
@@ -231,6 +231,7 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
                     view.done, view.counts = control["done"], control["counts"]
                     view.remaining = [tuple(s) for s in control["remaining"]]
                     view.backoffs, view.final = control["backoffs"], control["final"]
+                    claimed.update(control["claimed"])
             now = time.perf_counter()
             if job.state_path and on_state and now - last_state >= STATE_EVERY:
                 on_state(snapshot())

@@ -50,6 +50,7 @@ _ERRNO_STATE = {E.ECONNREFUSED: state_for_errno(E.ECONNREFUSED).value}  # the co
 FLUSH_LINES = 256
 
 Pending = tuple[int, int, int]  # (position, index, attempt)
+Claim = Callable[[], tuple[int, list[Span]] | None]
 
 
 def fds_in_use() -> int:
@@ -67,15 +68,19 @@ def unissued_after(spans: tuple[Span, ...], cursor: int) -> list[Span]:
 class Sweeper:
     """State shared by the direct and the proxied loop: order, counts, output, snapshots."""
 
-    def __init__(self, plan: WorkerPlan, out_fd: int, max_concurrency: int) -> None:
+    def __init__(self, plan: WorkerPlan, out_fd: int, max_concurrency: int,
+                 claim: Claim | None = None) -> None:
         self.plan = plan
         self.out_fd = out_fd
         self.space = AddressSpace(plan.intervals)
         self.ports = plan.ports
         self.perm = Permutation(self.space.size * len(plan.ports), plan.seed)
-        self.order: Iterator[tuple[int, int]] = self.perm.indices(plan.spans)
-        self.cursor = plan.spans[0][0] if plan.spans else 0
-        self.exhausted = not plan.spans
+        self.claim = claim  # more work, chunk by chunk; None: only plan.spans
+        self.claimed: list[int] = []  # chunk ids claimed since the last report
+        self.current: tuple[Span, ...] = plan.spans  # the spans being issued
+        self.order: Iterator[tuple[int, int]] = self.perm.indices(self.current)
+        self.cursor = self.current[0][0] if self.current else 0
+        self.exhausted = False
         self.retry: deque[Pending] = deque()
         self.max_cap = max_concurrency
         self.cap = max_concurrency
@@ -99,15 +104,24 @@ class Sweeper:
     def next_target(self) -> Pending | None:
         if self.retry:
             return self.retry.popleft()
-        if self.exhausted:
-            return None
-        try:
-            position, index = next(self.order)
-        except StopIteration:
+        while not self.exhausted:
+            for position, index in self.order:
+                self.cursor = position + 1
+                return position, index, 0
+            self._next_chunk()
+        return None
+
+    def _next_chunk(self) -> None:
+        claimed = self.claim() if self.claim is not None and not self.stopping else None
+        if claimed is None:
             self.exhausted = True
-            return None
-        self.cursor = position + 1
-        return position, index, 0
+            self.current = ()
+            return
+        ident, spans = claimed
+        self.claimed.append(ident)
+        self.current = tuple(spans)
+        self.order = self.perm.indices(self.current)
+        self.cursor = self.current[0][0]
 
     def target(self, index: int) -> tuple[str, int]:
         address, port_slot = divmod(index, len(self.ports))
@@ -167,10 +181,11 @@ class Sweeper:
     def report(self, pending: list[int], final: bool) -> None:
         """Flush records, then a control line that accounts for them."""
         self.flush()
-        left = remaining(unissued_after(self.plan.spans, self.cursor) if not self.exhausted else [],
+        left = remaining(unissued_after(self.current, self.cursor),
                          [*pending, *(p for p, _, _ in self.retry)])
         control = {"done": self.done, "counts": self.counts, "remaining": left,
-                   "backoffs": self.backoffs, "final": final}
+                   "claimed": self.claimed, "backoffs": self.backoffs, "final": final}
+        self.claimed = []
         self._write(CONTROL + orjson.dumps(control) + b"\n")
         self.last_report = time.monotonic()
 
@@ -382,12 +397,12 @@ async def proxied_loop(sweeper: Sweeper, stop: asyncio.Event) -> None:
     sweeper.report([], final=True)
 
 
-async def sweep(plan: WorkerPlan, out_fd: int, in_fd: int) -> None:
+async def sweep(plan: WorkerPlan, out_fd: int, in_fd: int, claim: Claim | None = None) -> None:
     loop = asyncio.get_running_loop()
     nofile = raise_nofile_limit()
     # room for one socket per probe beside what is already open (the loop, pipes, stdio)
     room = max(1, nofile - fds_in_use() - 8)
-    sweeper = Sweeper(plan, out_fd, min(plan.concurrency, room))
+    sweeper = Sweeper(plan, out_fd, min(plan.concurrency, room), claim)
     stop = asyncio.Event()
 
     def on_stdin() -> None:
@@ -420,10 +435,10 @@ async def sweep(plan: WorkerPlan, out_fd: int, in_fd: int) -> None:
     sweeper.report([], final=True)
 
 
-def child_main(plan: WorkerPlan, out_fd: int, stop_fd: int) -> int:
+def child_main(plan: WorkerPlan, out_fd: int, stop_fd: int, claim: Claim | None) -> int:
     """The body of a forked worker: sweep, then return the exit status (the caller _exits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    call: Callable[[], Any] = lambda: sweep(plan, out_fd, stop_fd)  # noqa: E731
+    call: Callable[[], Any] = lambda: sweep(plan, out_fd, stop_fd, claim)  # noqa: E731
     run(call)
     return 0

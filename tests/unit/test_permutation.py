@@ -10,11 +10,12 @@ from scanner.errors import UsageError
 from scanner.permutation import (
     Permutation,
     Shard,
+    SpanIndex,
+    chunk_ranges,
+    chunk_size,
     normalize,
     parse_shard,
     remaining,
-    span_total,
-    split_spans,
 )
 
 sizes = st.integers(0, 5000)
@@ -50,15 +51,28 @@ def test_shards_are_disjoint_and_complete(size: int, count: int, seed: int) -> N
     assert set(seen) == set(range(size))
 
 
-@given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 50)), max_size=6), st.integers(1, 9))
-def test_split_spans_keeps_every_position_once(raw: list[tuple[int, int]], parts: int) -> None:
+@given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 50)), max_size=6),
+       st.integers(1, 300))
+def test_span_index_chunks_cover_every_position_once(raw: list[tuple[int, int]], size: int) -> None:
     spans = normalize((a, a + n) for a, n in raw)
-    groups = split_spans(spans, parts)
-    assert len(groups) == parts
-    flat = [p for group in groups for a, b in group for p in range(a, b)]
+    index = SpanIndex(spans)
+    count = -(-index.total // size)
+    flat = [p for k in range(count) for a, b in index.slice(k * size, (k + 1) * size)
+            for p in range(a, b)]
     assert flat == [p for a, b in spans for p in range(a, b)]
-    sizes = [span_total(g) for g in groups]
-    assert max(sizes) - min(sizes) <= 1
+    assert index.slice(index.total, index.total + 5) == []
+
+
+@given(st.sets(st.integers(0, 60)), st.integers(0, 60))
+def test_chunk_ranges_are_the_unclaimed_ids(claimed: set[int], count: int) -> None:
+    ranges = chunk_ranges(claimed, count)
+    assert [k for a, b in ranges for k in range(a, b)] == [k for k in range(count) if k not in claimed]
+
+
+def test_chunk_size_balances_and_stays_bounded() -> None:
+    assert chunk_size(65_536, 2) == 2048
+    assert chunk_size(10, 2) == 256
+    assert chunk_size(1 << 40, 2) == 65_536
 
 
 @given(st.integers(1, 2000), st.data())
