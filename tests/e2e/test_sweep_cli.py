@@ -295,3 +295,22 @@ def test_ipv6_loopback() -> None:
     records, _ = parse(done.stdout)
     assert sorted((r["ip"], r["port"], r["state"]) for r in records) == sorted(
         [("::1", port, "listening"), ("::1", CLOSED, "not_listening")])
+
+
+def test_no_answer_is_filtered_after_the_retries() -> None:
+    # a listener whose accept queue is full drops further SYNs: a loopback "firewall"
+    with ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        done = sweep("127.0.0.1", "-p", f"{port},{CLOSED}", "--all", "--timeout", "0.3", "--retries", "1")
+    assert done.returncode == 0, done.stderr
+    records, summary = parse(done.stdout)
+    assert sorted((r["port"], r["state"]) for r in records) == sorted(
+        [(port, "filtered"), (CLOSED, "not_listening")])
+    assert summary["by_state"] == {"filtered": 1, "not_listening": 1}
