@@ -1,4 +1,4 @@
-"""The command line: `scanner check`, `scanner sweep`, `scanner lab`, `scanner demo`.
+"""The command line: `scanner check`, `scanner lab`, `scanner demo`.
 
 Exit statuses: 0 all ok, 1 an endpoint failed, 2 bad usage or input,
 3 internal error, 130 interrupted.

@@ -18,7 +18,7 @@ from scanner.routes import parse_proxy_url
 from scanner.runtime import run
 from scanner.sweep.plan import WorkerPlan
 from scanner.sweep.records import console_line
-from scanner.sweep.runner import SweepJob, make_state_writer, run_job, summary_bytes
+from scanner.sweep.runner import SweepJob, make_state_writer, run_job, summary_bytes, write_all
 from scanner.sweep.state import fingerprint, load_state
 from scanner.targets import MAX_SPACE, AddressSpace, Interval, expand_arguments, parse_targets, subtract
 
@@ -217,7 +217,7 @@ class ConsoleSink:
         for line in data.splitlines():
             r = orjson.loads(line)
             out.append(console_line(r["ip"], r["port"], r["state"], r["ms"]))
-        os.write(self.fd, "".join(out).encode())
+        write_all(self.fd, "".join(out).encode())
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -239,9 +239,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     outcome = run_job(job, sinks, sys.stderr if console else None, on_state,
                       console_sink.write if console_sink else None)
     summary = summary_bytes(job, outcome, console)
-    os.write(sys.stdout.fileno(), summary)
+    write_all(sys.stdout.fileno(), summary)
     if output_fd is not None:
-        os.write(output_fd, summary_bytes(job, outcome, False))
+        write_all(output_fd, summary_bytes(job, outcome, False))
         os.close(output_fd)
     if outcome.failed_workers:
         sys.stderr.write(f"scanner: error: {outcome.failed_workers} worker process(es) failed; "

@@ -126,7 +126,7 @@ class SweepOutcome:
     backoffs: int
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -224,7 +224,7 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
                 records, controls = view.splitter.feed(chunk)
                 if records:
                     for fd in sinks:
-                        _write_all(fd, records)
+                        write_all(fd, records)
                     if console is not None:
                         console(records)
                 for control in controls:
