@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +315,29 @@ def test_no_answer_is_filtered_after_the_retries() -> None:
     assert sorted((r["port"], r["state"]) for r in records) == sorted(
         [(port, "filtered"), (CLOSED, "not_listening")])
     assert summary["by_state"] == {"filtered": 1, "not_listening": 1}
+
+
+def test_through_the_labs_socks5_proxy(listeners: list[int]) -> None:
+    from anyio.from_thread import start_blocking_portal
+
+    from scanner.lab.socksproxy import serve_socks5
+    from scanner.lab.zone import Fault, LabHost
+
+    open_port = listeners[0]
+    hosts = {"a.lab": LabHost("a.lab", "127.0.0.1", (open_port,)),
+             "b.lab": LabHost("b.lab", "127.0.0.2", (open_port,), frozenset({Fault.DENIED}))}
+    with start_blocking_portal("asyncio") as portal:
+        future, port = portal.start_task(partial(serve_socks5, hosts))
+        try:
+            url = f"socks5://127.0.0.1:{port}"
+            done = sweep("127.0.0.0/30", "-p", f"{open_port},{CLOSED}", "--all", "--proxy", url,
+                         "--concurrency", "4", "--timeout", "10")
+        finally:
+            future.cancel()
+    assert done.returncode == 0, done.stderr
+    records, _ = parse(done.stdout)
+    found = {(r["ip"], r["port"]): r["state"] for r in records}
+    assert len(found) == len(records) == 8
+    assert found.pop(("127.0.0.1", open_port)) == "tunnel"
+    assert found.pop(("127.0.0.1", CLOSED)) == "proxy_error"  # SOCKS reply 5: refused upstream
+    assert set(found.values()) == {"denied"}  # not allowed by the proxy's rules
