@@ -18,6 +18,11 @@ from typing import Any
 
 import orjson
 import pytest
+from anyio.from_thread import start_blocking_portal
+
+from scanner.lab.dnswire import Answer, Rcode, RRType, build_response, parse_query
+from scanner.lab.socksproxy import serve_socks5
+from scanner.lab.zone import Fault, LabHost
 
 CLOSED = 9  # nothing listens on the discard port in the test namespace
 
@@ -229,8 +234,6 @@ def test_bad_input_is_one_line_and_status_2(args: list[str]) -> None:
 
 def _dns_server(zone: dict[str, str], stop: threading.Event) -> tuple[socket.socket, threading.Thread]:
     """A UDP DNS server on loopback answering A queries from `zone`, NXDOMAIN otherwise."""
-    from scanner.lab.dnswire import Answer, Rcode, RRType, build_response, parse_query
-
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.05)
@@ -318,11 +321,6 @@ def test_no_answer_is_filtered_after_the_retries() -> None:
 
 
 def test_through_the_labs_socks5_proxy(listeners: list[int]) -> None:
-    from anyio.from_thread import start_blocking_portal
-
-    from scanner.lab.socksproxy import serve_socks5
-    from scanner.lab.zone import Fault, LabHost
-
     open_port = listeners[0]
     hosts = {"a.lab": LabHost("a.lab", "127.0.0.1", (open_port,)),
              "b.lab": LabHost("b.lab", "127.0.0.2", (open_port,), frozenset({Fault.DENIED}))}
