@@ -1,12 +1,12 @@
-"""One sweep process: its slice of the permutation, one event loop, records on stdout.
+"""One sweep process: chunks of the permutation, one event loop, records to a pipe.
 
 Direct probes use raw non-blocking sockets registered one-shot in an epoll set
 of our own, whose descriptor sits on the running loop as one reader: no task,
 no coroutine, no loop handle, no logger per probe, and completions handled in
 batches. Closing a socket drops it from the set, so a probe costs one
 epoll_ctl. Connects that have not completed by their deadline are aborted from
-a periodic tick (deadlines are FIFO: every probe has the same timeout). Proxied probes reuse the `check`
-probes from a fixed pool of tasks.
+a periodic tick (deadlines are FIFO: every probe has the same timeout).
+Proxied probes reuse the `check` probes from a fixed pool of tasks.
 
 A worker is forked from the runner (no interpreter start, no imports) and
 talks to it over two pipes: EOF on the stop pipe means "stop now"; records go
@@ -387,6 +387,7 @@ async def proxied_loop(sweeper: Sweeper, stop: asyncio.Event) -> None:
     try:
         await asyncio.wait([everyone, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        sweeper.stopping = True
         report_task.cancel()
         stopper.cancel()
         for task in tasks:
@@ -395,6 +396,9 @@ async def proxied_loop(sweeper: Sweeper, stop: asyncio.Event) -> None:
         for position in list(in_flight):  # cut short: still to do
             sweeper.retry.append((position, 0, 0))
     sweeper.report([], final=True)
+    error = everyone.exception() if everyone.done() and not everyone.cancelled() else None
+    if error is not None:
+        raise error  # a bug in a probe: fail the worker (its targets stay in the state)
 
 
 async def sweep(plan: WorkerPlan, out_fd: int, in_fd: int, claim: Claim | None = None) -> None:
