@@ -339,3 +339,28 @@ def test_through_the_labs_socks5_proxy(listeners: list[int]) -> None:
     assert found.pop(("127.0.0.1", open_port)) == "tunnel"
     assert found.pop(("127.0.0.1", CLOSED)) == "proxy_error"  # SOCKS reply 5: refused upstream
     assert set(found.values()) == {"denied"}  # not allowed by the proxy's rules
+
+
+def test_a_killed_worker_fails_the_run_and_its_targets_stay_in_the_state(tmp_path: Path) -> None:
+    state = tmp_path / "sweep.state"
+    base = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scanner", "sweep", "127.0.0.0/20", "-p", str(CLOSED), "--all",
+         "--rate", "2000", "--workers", "2", "--state", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base, bufsize=0)
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    os.kill(int(children[0]), signal.SIGKILL)
+    rest, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3
+    assert b"worker process(es) failed" in stderr
+    before, _ = parse(first + rest)
+
+    done = sweep("127.0.0.0/20", "-p", str(CLOSED), "--all", "--resume", str(state))
+    assert done.returncode == 0, done.stderr
+    after, _ = parse(done.stdout)
+    # nothing lost; what the killed worker did after its last report may be probed again
+    assert set(keys(before)) | set(keys(after)) == {(f"127.0.{i >> 8}.{i & 255}", CLOSED)
+                                                    for i in range(4096)}
+    assert len(set(keys(after))) == len(after)
