@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import orjson
 
+from scanner.limits import raise_nofile_limit
 from scanner.permutation import Shard, Span, normalize, span_total
 from scanner.sweep.plan import WorkerPlan
 from scanner.sweep.records import CONTROL, summary_line
@@ -182,9 +183,16 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
     template = job.template
     queue = ChunkQueue(job.spans, max(job.workers, 1))
     workers = max(1, min(job.workers, queue.count))
-    plan = replace(template, spans=(), concurrency=max(1, -(-template.concurrency // workers)),
+    from scanner.sweep.worker import fds_in_use  # noqa: PLC0415  (imported once, before the forks)
+
+    concurrency = max(1, -(-template.concurrency // workers))
+    room = max(1, raise_nofile_limit() - fds_in_use() - 16)  # the workers inherit the raised limit
+    if concurrency > room:
+        sys.stderr.write(f"scanner: warning: --concurrency {template.concurrency} needs more file "
+                         f"descriptors than the limit allows: using {room} per worker\n")
+        concurrency = room
+    plan = replace(template, spans=(), concurrency=concurrency,
                    rate=template.rate / workers if template.rate > 0 else 0.0)
-    import scanner.sweep.worker  # noqa: F401, PLC0415  (imported once, before the forks)
 
     inherited: list[int] = []
     views = [WorkerView(_spawn(plan, queue, inherited)) for _ in range(workers)]

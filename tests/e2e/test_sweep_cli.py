@@ -162,6 +162,7 @@ def test_complete_under_file_descriptor_pressure() -> None:
     records, summary = parse(done.stdout)
     assert len(records) == 4096 and len(set(keys(records))) == 4096
     assert summary["remaining"] == 0
+    assert done.stderr.decode().startswith("scanner: warning: --concurrency 5000 needs more file")
 
 
 class _ConnectProxy(socketserver.BaseRequestHandler):
