@@ -186,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = sub.add_parser("check", help="check every endpoint of a catalog on every route")
     add_check_arguments(check)
+    from scanner.sweep.cli import add_sweep_arguments  # noqa: PLC0415
+
+    add_sweep_arguments(sub.add_parser("sweep", help="probe subnets x ports at a high rate, "
+                                       "sharded and resumable, directly or through a proxy"))
     lab = sub.add_parser("lab", help="run an offline lab (DNS, listeners, proxies) on loopback")
     lab.add_argument("catalog", nargs="?", default="defender-atp")
     lab.add_argument("--fault", action="append", default=[], metavar="HOST=FAULT",
@@ -358,6 +362,10 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return cmd_proxy(args, os.environ)
     if args.command == "catalog":
         return cmd_catalog(args)
+    if args.command == "sweep":
+        from scanner.sweep.cli import cmd_sweep  # noqa: PLC0415
+
+        return cmd_sweep(args)
     from scanner.lab.cli import cmd_demo, cmd_lab  # noqa: PLC0415
 
     if args.command == "lab":
