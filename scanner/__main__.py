@@ -1,5 +1,5 @@
 """`python -m scanner` does what the `scanner` console script does."""
 
-from scanner.cli import main
+from scanner.entry import main
 
 raise SystemExit(main())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import IO, NoReturn
+from typing import IO
 
 import anyio
 
@@ -43,10 +43,18 @@ from scanner.drift import (
 )
 from scanner.ecs import line_style
 from scanner.engine import run_check
-from scanner.errors import ScannerError, UsageError
+from scanner.errors import UsageError
+from scanner.exits import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REGRESSED,
+    Parser,
+    guarded,
+)
 from scanner.limits import fit_concurrency, raise_nofile_limit
 from scanner.models import DIRECT, Route, RouteKind
-from scanner.output import ConsoleWriter, Fanout, JsonlWriter, StdoutClosed, Writer, colour_wanted
+from scanner.output import ConsoleWriter, Fanout, JsonlWriter, Writer, colour_wanted
 from scanner.plan import CheckPlan, RoutePlan, StageOptions
 from scanner.probes.dns import parse_dns_server
 from scanner.progress import make_progress, same_terminal
@@ -57,15 +65,7 @@ from scanner.runtime import run
 from scanner.stages import fds_per_probe
 from scanner.syslog import DEFAULT_SOCKET, SyslogWriter
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_REGRESSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"scanner: error: {message} (see '{self.prog} --help')\n")
-        raise SystemExit(EXIT_USAGE)
+_Parser = Parser
 
 
 def warn(message: str) -> None:
@@ -373,41 +373,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return cmd_demo(args)
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
-def _exit_for(exc: BaseException) -> int:
-    """One line on stderr (or none) and the exit status, for whatever ended the run."""
-    leaves = _leaves(exc)
-    for leaf in leaves:
-        if isinstance(leaf, ScannerError):
-            sys.stderr.write(f"scanner: error: {leaf.message}\n")
-            return leaf.exit_status
-    if any(isinstance(leaf, BrokenPipeError | StdoutClosed) for leaf in leaves):
-        # the reader went away (`scanner check ... | head`): not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
-    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
-        return EXIT_INTERRUPTED
-    # no traceback by default: it could carry a proxy password
-    names = ", ".join(sorted({type(leaf).__name__ for leaf in leaves}))
-    sys.stderr.write(f"scanner: internal error: {names} "
-                     "(please report it; SCANNER_DEBUG=1 shows the traceback)\n")
-    return EXIT_INTERNAL
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        return _dispatch(args, argv)
-    except Exception as exc:
-        if os.environ.get("SCANNER_DEBUG") == "1" and not isinstance(exc, ScannerError):
-            raise
-        return _exit_for(exc)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(words)
+    return guarded(lambda: _dispatch(args, words))

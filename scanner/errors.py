@@ -38,3 +38,7 @@ class OutputError(ScannerError):
 
 class ProtocolError(ScannerError):
     """A peer sent bytes that do not follow its protocol (raised inside probes only)."""
+
+
+class StdoutClosed(Exception):
+    """Every writer is gone: the reader of stdout went away and there is no --output."""

@@ -14,7 +14,7 @@ from typing import IO, Any, BinaryIO, Protocol
 import orjson
 import structlog
 
-from scanner.errors import OutputError
+from scanner.errors import OutputError, StdoutClosed
 from scanner.models import (
     ConnectStatus,
     HttpResult,
@@ -276,10 +276,6 @@ class ConsoleWriter:
 
     def close(self) -> None:
         pass
-
-
-class StdoutClosed(Exception):
-    """Every writer is gone: the reader of stdout went away and there is no --output."""
 
 
 class Fanout:

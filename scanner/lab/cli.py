@@ -12,8 +12,9 @@ import anyio
 
 from scanner.catalog import load_catalog
 from scanner.certs import Trust, load_roots
-from scanner.cli import EXIT_FAILED, EXIT_OK, check_until_signal, finish, make_writers, warn
+from scanner.cli import check_until_signal, finish, make_writers, warn
 from scanner.errors import UsageError
+from scanner.exits import EXIT_FAILED, EXIT_OK
 from scanner.lab.lab import running_lab
 from scanner.lab.netns import bring_loopback_up, in_private_netns, reexec_in_netns
 from scanner.lab.zone import Fault, parse_fault

@@ -248,3 +248,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                          "their unfinished targets are in the saved state\n")
         return EXIT_INTERNAL
     return EXIT_INTERRUPTED if outcome.interrupted else EXIT_OK
+
+
+def main_sweep(words: list[str]) -> int:
+    """`scanner sweep ...` without loading the check command's modules."""
+    from scanner.exits import Parser, guarded  # noqa: PLC0415
+
+    parser = Parser(prog="scanner sweep", description=(
+        "Probe subnets x ports at a high rate, sharded and resumable, directly or through a proxy."))
+    add_sweep_arguments(parser)
+    args = parser.parse_args(words)
+    args.command = "sweep"
+    return guarded(lambda: cmd_sweep(args))

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from scanner.errors import StdoutClosed
 from scanner.models import (
     DIRECT,
     Attempt,
@@ -28,7 +29,6 @@ from scanner.output import (
     ConsoleWriter,
     Fanout,
     JsonlWriter,
-    StdoutClosed,
     colour_wanted,
     iso_utc,
     record_fields,
