@@ -19,6 +19,7 @@ from typing import IO
 import anyio
 
 from scanner import __version__
+from scanner.argtypes import number_in, whole_in
 from scanner.catalog import bundled_names, load_catalog, parse_endpoint_flag, select_tags
 from scanner.catalog_cli import add_catalog_parser, cmd_catalog
 from scanner.certs import Trust, load_roots, public_roots, system_roots
@@ -73,20 +74,8 @@ def warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.001 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0.001 to 3600 seconds")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 100_000:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number from 1 to 100000")
-    return int(text)
+_positive_float = number_in(0.001, 3600, "seconds")
+_positive_int = whole_in(1, 100_000)
 
 
 def _size(text: str) -> int:

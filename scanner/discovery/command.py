@@ -11,6 +11,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
+from scanner.argtypes import number_in
 from scanner.discovery.analyzer import analyzer_paths, routes_for_url
 from scanner.discovery.decision import Decision, url_for
 from scanner.discovery.sources import Discovery, SourceConfig, endpoint_targets, run_sources
@@ -50,14 +51,7 @@ def add_analyzer_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --analyzer: the named proxy (the TelemetryProxyServer policy value)")
 
 
-def _pac_timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0.1 to 600 seconds")
-    return value
+_pac_timeout = number_in(0.1, 600, "seconds")
 
 
 def _ip_address(text: str) -> str:

@@ -10,6 +10,7 @@ from functools import partial
 import anyio
 import orjson
 
+from scanner.argtypes import number_in, whole_in
 from scanner.errors import UsageError
 from scanner.names import is_ip_literal
 from scanner.permutation import Shard, Span, parse_shard, random_seed
@@ -25,34 +26,9 @@ from scanner.targets import MAX_SPACE, AddressSpace, Interval, expand_arguments,
 EXIT_OK, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
-def _int_in(low: int, high: int) -> partial[int]:
-    return partial(_parse_int, low, high)
-
-
-def _parse_int(low: int, high: int, text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number from {low} to {high}")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of probes per second") from None
-    if not 0 <= value <= 10_000_000:
-        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 (no limit) to 10000000")
-    return value
+_int_in = whole_in
+_seconds = number_in(0.001, 3600, "seconds")
+_rate = number_in(0, 10_000_000, "probes per second", " (no limit)")
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
