@@ -44,7 +44,7 @@ from scanner.drift import (
 )
 from scanner.ecs import line_style
 from scanner.engine import run_check
-from scanner.errors import UsageError
+from scanner.errors import UsageError, for_humans
 from scanner.exits import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -70,7 +70,7 @@ _Parser = Parser
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"scanner: warning: {message}\n")
+    sys.stderr.write(f"scanner: warning: {for_humans(message)}\n")
     sys.stderr.flush()
 
 

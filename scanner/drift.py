@@ -72,9 +72,11 @@ def load_baseline(path: str) -> dict[Key, Snapshot]:
     except OSError as exc:
         raise UsageError(f"cannot read --baseline {path}: {exc.strerror or exc}") from None
     found: dict[Key, Snapshot] = {}
+    other = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        other += 1
         try:
             item = orjson.loads(line)
             if item.get("event") != "endpoint":
@@ -88,6 +90,8 @@ def load_baseline(path: str) -> dict[Key, Snapshot]:
                                   str(tls["issuer"]) if tls.get("issuer") else None)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise UsageError(f"--baseline {path}: line {number} is not a scanner JSONL record") from None
+    if other and not found:
+        raise UsageError(f"--baseline {path}: no endpoint records of `scanner check` in it")
     return found
 
 

@@ -6,6 +6,22 @@ message on one line of stderr and exits with `exit_status`, never a traceback.
 
 from __future__ import annotations
 
+import re
+
+_URL_USERINFO = re.compile(r"(://)[^\s'\"]*@")
+_BARE_USERINFO = re.compile(r"(^|[\s'\"=(])[^\s'\"@/:]+:(?!//)[^\s'\"@]*@")
+MAX_MESSAGE = 1000
+
+
+def for_humans(message: str) -> str:
+    """A message made safe to print: credentials in URLs or `user:pass@host` hidden, and
+    its length bounded (a hostile input echoed back must not flood a terminal or a log)."""
+    message = _URL_USERINFO.sub(r"\1***@", message)
+    message = _BARE_USERINFO.sub(r"\1***@", message)
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + f"... ({len(message) - MAX_MESSAGE} more characters)"
+    return message
+
 
 class ScannerError(Exception):
     """Root of every error scanner raises on purpose."""

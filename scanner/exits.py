@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from scanner.errors import ScannerError, StdoutClosed
+from scanner.errors import ScannerError, StdoutClosed, for_humans
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_REGRESSED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"scanner: error: {message} (see '{self.prog} --help')\n")
+        sys.stderr.write(f"scanner: error: {for_humans(message)} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -35,7 +35,7 @@ def exit_for(exc: BaseException) -> int:
     found = leaves(exc)
     for leaf in found:
         if isinstance(leaf, ScannerError):
-            sys.stderr.write(f"scanner: error: {leaf.message}\n")
+            sys.stderr.write(f"scanner: error: {for_humans(leaf.message)}\n")
             return leaf.exit_status
     if any(isinstance(leaf, BrokenPipeError | StdoutClosed) for leaf in found):
         # the reader went away (`scanner check ... | head`): not an error of ours

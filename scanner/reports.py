@@ -103,9 +103,17 @@ def render_prometheus(records: Iterable[Record], tally: Tally, elapsed_s: float,
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`."""
+    """Write to a temporary file beside `path`, then rename it over `path`.
+
+    A path that exists and is not a regular file (/dev/null, a FIFO) is written into
+    directly: renaming over a device node would replace it for the whole machine.
+    """
     folder = path.parent if str(path.parent) else Path(".")
     try:
+        if path.exists() and not path.is_file():
+            with path.open("wb") as handle:
+                handle.write(data)
+            return
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -38,6 +38,8 @@ PROXY_DISABLED = Route(RouteKind.DIRECT, source=RouteSource.PROXY_DISABLED,
 def parse_named_proxy(text: str) -> Route:
     """`--named-proxy HOST:PORT`, the TelemetryProxyServer value (`http://` allowed)."""
     value = text.strip()
+    if "@" in value:  # never echo what may be a password
+        raise UsageError("--named-proxy takes HOST:PORT without credentials (the sensor sends none)")
     address = value[len("http://"):] if value.lower().startswith("http://") else value
     try:
         host, port = parse_host_port(address, 80)

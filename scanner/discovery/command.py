@@ -18,7 +18,7 @@ from scanner.discovery.sources import Discovery, SourceConfig, endpoint_targets,
 from scanner.discovery.wpad import Resolve, system_suffixes
 from scanner.errors import UsageError
 from scanner.models import DnsStatus, Route
-from scanner.names import is_ip_literal, validate_hostname
+from scanner.names import is_ip_literal, to_ascii, validate_hostname
 from scanner.probes.dns import DnsStage, parse_dns_server
 from scanner.routes import env_proxies
 from scanner.runtime import run
@@ -72,8 +72,20 @@ def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stdout format (default: console on a terminal, else jsonl)")
 
 
+def dns_suffix(text: str) -> str:
+    """A --dns-suffix value: a DNS name (IDN in its ASCII form), never an address."""
+    name = to_ascii(text.strip().lower().rstrip("."))
+    if is_ip_literal(name) or all(part.isdigit() for part in name.split(".") if part):
+        raise UsageError(f"--dns-suffix {text!r}: expected a DNS domain, not an address")
+    problem = validate_hostname(name)
+    if problem:
+        raise UsageError(f"--dns-suffix {text!r}: {problem}")
+    return name
+
+
 def source_config(args: argparse.Namespace, environ: Mapping[str, str], with_env: bool) -> SourceConfig:
-    suffixes = tuple(args.dns_suffix) or (system_suffixes() if args.wpad else ())
+    given = tuple(dict.fromkeys(dns_suffix(text) for text in args.dns_suffix))
+    suffixes = given or (system_suffixes() if args.wpad else ())
     my_ips = tuple(dict.fromkeys(args.my_ip)) or ("127.0.0.1",)
     if len(my_ips) > 16:
         raise UsageError("at most 16 --my-ip addresses")

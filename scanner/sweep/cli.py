@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from functools import partial
+from pathlib import Path
 
 import anyio
 import orjson
 
 from scanner.argtypes import number_in, whole_in
-from scanner.errors import UsageError
+from scanner.errors import OutputError, UsageError
 from scanner.names import is_ip_literal
 from scanner.permutation import Shard, Span, parse_shard, random_seed
 from scanner.ports import TOP_PORTS, port_list
@@ -196,8 +198,24 @@ class ConsoleSink:
         write_all(self.fd, "".join(out).encode())
 
 
+_OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def check_state_path(path: str | None) -> None:
+    """A --state file that cannot be written is a usage error before the first probe."""
+    if not path:
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"--state {path}: it is a folder")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise UsageError(f"--state {path}: {folder} is not a writable folder")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     job = build_job(args, dict(os.environ))
+    check_state_path(job.state_path)
     console = (args.format or ("console" if sys.stdout.isatty() else "jsonl")) == "console"
     sinks: list[int] = []
     output_fd = None
@@ -212,13 +230,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if output_fd is not None:
         sinks.append(output_fd)
     on_state = make_state_writer(job.state_path) if job.state_path else None
-    outcome = run_job(job, sinks, sys.stderr if console else None, on_state,
-                      console_sink.write if console_sink else None)
-    summary = summary_bytes(job, outcome, console)
-    write_all(sys.stdout.fileno(), summary)
-    if output_fd is not None:
-        write_all(output_fd, summary_bytes(job, outcome, False))
-        os.close(output_fd)
+    try:
+        outcome = run_job(job, sinks, sys.stderr if console else None, on_state,
+                          console_sink.write if console_sink else None)
+        summary = summary_bytes(job, outcome, console)
+        write_all(sys.stdout.fileno(), summary)
+        if output_fd is not None:
+            write_all(output_fd, summary_bytes(job, outcome, False))
+            os.close(output_fd)
+    except OSError as exc:
+        if exc.errno in _OUTPUT_FULL:
+            raise OutputError(f"cannot write results: {exc.strerror}") from None
+        raise
     if outcome.failed_workers:
         sys.stderr.write(f"scanner: error: {outcome.failed_workers} worker process(es) failed; "
                          "their unfinished targets are in the saved state\n")

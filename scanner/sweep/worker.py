@@ -442,7 +442,7 @@ async def sweep(plan: WorkerPlan, out_fd: int, in_fd: int, claim: Claim | None =
 def child_main(plan: WorkerPlan, out_fd: int, stop_fd: int, claim: Claim | None) -> int:
     """The body of a forked worker: sweep, then return the exit status (the caller _exits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when to stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM: the runner stops us via stdin
     call: Callable[[], Any] = lambda: sweep(plan, out_fd, stop_fd, claim)  # noqa: E731
     run(call)
     return 0

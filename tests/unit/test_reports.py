@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scanner.drift import DriftKind, Snapshot, compare, counts, load_baseline, snapshot
-from scanner.errors import UsageError
+from scanner.errors import OutputError, UsageError
 from scanner.models import (
     DIRECT,
     ConnectResult,
@@ -239,3 +239,27 @@ def test_load_baseline_reads_route_source_and_null_ok(tmp_path: Path) -> None:
         ("a", 443, "none (wpad)"): Snapshot("not_configured", None, ()),
         ("a", 443, "direct"): snap("filtered", False),
     }
+
+
+def test_report_into_a_device_writes_into_it(tmp_path: Path) -> None:
+    """/dev/null stays a device: the report is written into it, never renamed over it."""
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        writer = ReportWriter(check_writable(str(fifo), "--junit"), "junit")
+        for record in RECORDS:
+            writer.record(record)
+        writer.summary(tally(), 1.0, False)
+        assert os.read(reader, 100).startswith(b"<?xml")
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    full = ReportWriter(check_writable("/dev/full", "--prometheus"), "prometheus")
+    with pytest.raises(OutputError) as info:
+        full.summary(tally(), 1.0, False)
+    assert info.value.message == "cannot write /dev/full: No space left on device"
+    assert stat.S_ISCHR(Path("/dev/full").stat().st_mode)
