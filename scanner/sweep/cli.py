@@ -233,11 +233,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         outcome = run_job(job, sinks, sys.stderr if console else None, on_state,
                           console_sink.write if console_sink else None)
-        summary = summary_bytes(job, outcome, console)
-        write_all(sys.stdout.fileno(), summary)
-        if output_fd is not None:
+        if output_fd is not None:  # first: the file is complete even when stdout's reader left
             write_all(output_fd, summary_bytes(job, outcome, False))
             os.close(output_fd)
+        write_all(sys.stdout.fileno(), summary_bytes(job, outcome, console))
     except OSError as exc:
         if exc.errno in _OUTPUT_FULL:
             raise OutputError(f"cannot write results: {exc.strerror}") from None

@@ -231,10 +231,20 @@ def run_job(job: SweepJob, sinks: list[int], progress: IO[str] | None,
                     continue
                 records, controls = view.splitter.feed(chunk)
                 if records:
-                    for fd in sinks:
-                        write_all(fd, records)
+                    for fd in list(sinks):
+                        try:
+                            write_all(fd, records)
+                        except BrokenPipeError:  # its reader left (`| head`): the others go on
+                            sinks.remove(fd)
+                            if not sinks and console is None:
+                                raise
                     if console is not None:
-                        console(records)
+                        try:
+                            console(records)
+                        except BrokenPipeError:
+                            console = None
+                            if not sinks:
+                                raise
                 for control in controls:
                     view.done, view.counts = control["done"], control["counts"]
                     view.remaining = [tuple(s) for s in control["remaining"]]

@@ -290,6 +290,19 @@ def test_a_reader_that_goes_away_ends_the_sweep_quietly() -> None:
     assert done.stderr == b""
 
 
+def test_a_reader_that_goes_away_leaves_the_output_file_complete(tmp_path: Path) -> None:
+    out = tmp_path / "all.jsonl"
+    command = (f"{sys.executable} -m scanner sweep 127.0.0.0/20 -p {CLOSED} --all --output {out} "
+               "| head -1")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert lines[-1]["event"] == "summary" and lines[-1]["total"] == 4096
+    assert len({(r["ip"], r["port"]) for r in lines[:-1]}) == 4096
+
+
 def test_ipv6_loopback() -> None:
     with socket.socket(socket.AF_INET6) as listener:
         listener.bind(("::1", 0))
