@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.errors import CatalogError, UsageError
+from scanner.files import TooLarge, read_limited
 from scanner.models import Catalog, Checks, Endpoint, Expectation, HttpExpect, Stage
 from scanner.names import is_ip_literal, split_host_port, to_ascii, validate_hostname
 
@@ -84,14 +85,11 @@ MAX_CATALOG_BYTES = 16 * 1024 * 1024
 def load_catalog(spec: str) -> Catalog:
     path = resolve_catalog(spec)
     try:
-        if path.exists() and not path.is_file():
-            raise CatalogError(f"cannot read catalog {path}: not a regular file")
-        with path.open("rb") as handle:  # bounded: a catalog is never this big
-            data = handle.read(MAX_CATALOG_BYTES + 1)
+        data = read_limited(path, MAX_CATALOG_BYTES)
     except OSError as exc:
         raise CatalogError(f"cannot read catalog {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogError(f"catalog {path}: larger than {MAX_CATALOG_BYTES // 2**20} MiB")
+    except TooLarge:
+        raise CatalogError(f"catalog {path}: larger than {MAX_CATALOG_BYTES // 2**20} MiB") from None
     return parse_catalog(data, str(path))
 
 

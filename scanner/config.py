@@ -58,6 +58,7 @@ from urllib.parse import quote
 
 from scanner.catalog import parse_endpoint_flag
 from scanner.errors import ScannerError
+from scanner.files import TooLarge, read_limited
 from scanner.probes.dns import parse_dns_server
 from scanner.routes import parse_proxy_url, redact_url
 
@@ -118,12 +119,11 @@ class Config:
 def load_config(path: str, environ: Mapping[str, str]) -> Config:
     """Read and parse `path`; `environ` supplies `password_env` references."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
+        data = read_limited(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"config {path}: cannot read it: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config {path}: larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    except TooLarge:
+        raise ConfigError(f"config {path}: larger than {MAX_CONFIG_BYTES // 1024} KiB") from None
     return parse_config(data, path, environ)
 
 

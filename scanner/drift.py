@@ -10,8 +10,10 @@ from typing import Any
 import orjson
 
 from scanner.errors import UsageError
+from scanner.files import TooLarge, read_limited
 from scanner.models import Record, route_label
 
+MAX_BASELINE_BYTES = 256 * 1024 * 1024
 Key = tuple[str, int, str]  # host, port, the route's label (models.route_label)
 
 
@@ -67,10 +69,11 @@ def snapshot(record: Record) -> tuple[Key, Snapshot]:
 def load_baseline(path: str) -> dict[Key, Snapshot]:
     """The endpoint records of an earlier run; other lines (summary, drift) are skipped."""
     try:
-        with open(path, "rb") as handle:
-            lines = handle.read(256 * 1024 * 1024).splitlines()
+        lines = read_limited(path, MAX_BASELINE_BYTES).splitlines()
     except OSError as exc:
         raise UsageError(f"cannot read --baseline {path}: {exc.strerror or exc}") from None
+    except TooLarge:
+        raise UsageError(f"--baseline {path}: larger than {MAX_BASELINE_BYTES // 2**20} MiB") from None
     found: dict[Key, Snapshot] = {}
     other = 0
     for number, line in enumerate(lines, 1):

@@ -18,6 +18,7 @@ from scanner.discovery.registry import load_settings, read_system
 from scanner.discovery.winhttp import WinHttpSettings, decide
 from scanner.discovery.wpad import FetchError, Resolve, WpadResult, discover, fetch_url
 from scanner.errors import UsageError
+from scanner.files import TooLarge, read_limited
 from scanner.models import Route, RouteKind, RouteSource
 from scanner.routes import EnvProxies, no_proxy_matches
 
@@ -62,13 +63,11 @@ class Discovery:
 
 def _read_file(path: str, what: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE + 1)
+        return read_limited(path, MAX_FILE)
     except OSError as exc:
         raise UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE:
-        raise UsageError(f"{what} {path}: larger than 1 MB")
-    return data
+    except TooLarge:
+        raise UsageError(f"{what} {path}: larger than 1 MB") from None
 
 
 def load_winhttp(spec: str) -> WinHttpSettings:

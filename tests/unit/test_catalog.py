@@ -206,10 +206,16 @@ def test_catalog_path_is_a_directory(tmp_path: Path) -> None:
 def test_catalog_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, GOOD_HEAD + GOOD_ENDPOINT)
 
-    def denied(self: Path, *args: object, **kwargs: object) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    import os
 
-    monkeypatch.setattr(Path, "open", denied)
+    real_open = os.open
+
+    def denied(target: object, *args: object, **kwargs: object) -> int:
+        if str(target) == str(path):  # as for a file root cannot read either (root reads all)
+            raise PermissionError(13, "Permission denied", str(target))
+        return real_open(target, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(CatalogError) as info:
         load_catalog(path)
     assert info.value.message == f"cannot read catalog {path}: Permission denied"
