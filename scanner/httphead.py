@@ -19,6 +19,12 @@ _TOKEN = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # CRLF or bare LF line ends, as curl tolerates
 
 
+def header_value(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    """The first value of header `name` (any case), or None."""
+    name = name.lower()
+    return next((value for key, value in headers if key == name), None)
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseHead:
     version: str
@@ -27,11 +33,7 @@ class ResponseHead:
     headers: tuple[tuple[str, str], ...]  # names lower-cased, in order
 
     def get(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return header_value(self.headers, name)
 
     def get_all(self, name: str) -> list[str]:
         name = name.lower()
@@ -46,11 +48,7 @@ class RequestHead:
     headers: tuple[tuple[str, str], ...]
 
     def get(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return header_value(self.headers, name)
 
 
 def find_head_end(buffer: bytes | bytearray, limit: int = MAX_HEAD) -> int | None:

@@ -88,10 +88,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def banner_listener(
-    host: str = "127.0.0.1", port: int = 0, banner: bytes = b"scanner-test\n"
+def threaded_listener(
+    host: str, port: int, serve_one: Callable[[socket.socket], None], name: str
 ) -> Iterator[int]:
-    """A TCP listener on `host` that greets every client with `banner`; yields its port."""
+    """A TCP listener on `host`:`port` whose one thread hands each client to `serve_one`
+    in turn (errors of a client end that client only); yields the port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -108,11 +109,11 @@ def banner_listener(
                 continue
             except OSError:
                 return
-            with conn, contextlib.suppress(OSError):
+            with conn, contextlib.suppress(OSError, ssl.SSLError):
                 conn.settimeout(2.0)
-                conn.sendall(banner)
+                serve_one(conn)
 
-    thread = threading.Thread(target=serve, name=f"banner-{host}", daemon=True)
+    thread = threading.Thread(target=serve, name=name, daemon=True)
     thread.start()
     try:
         yield server.getsockname()[1]
@@ -120,6 +121,15 @@ def banner_listener(
         stop.set()
         thread.join(timeout=2.0)
         server.close()
+
+
+@contextlib.contextmanager
+def banner_listener(
+    host: str = "127.0.0.1", port: int = 0, banner: bytes = b"scanner-test\n"
+) -> Iterator[int]:
+    """A TCP listener on `host` that greets every client with `banner`; yields its port."""
+    with threaded_listener(host, port, lambda conn: conn.sendall(banner), f"banner-{host}") as bound:
+        yield bound
 
 
 def _can_connect(host: str, port: int) -> bool:
@@ -661,17 +671,10 @@ def http_listener(
 ) -> Iterator[int]:
     """A small HTTP (or, with `context`, HTTPS) server on `host`:`port` answering every
     request with 200; each client is served in turn by one thread. Yields the port."""
-    server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, port))
-    server.listen(64)
-    server.settimeout(0.1)
-    stop = threading.Event()
     answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
               b"Connection: close\r\n\r\nok\n")
 
     def serve_one(conn: socket.socket) -> None:
-        conn.settimeout(2.0)
         stream: socket.socket = context.wrap_socket(conn, server_side=True) if context else conn
         head = b""
         while b"\r\n\r\n" not in head and len(head) < 16384:
@@ -681,22 +684,5 @@ def http_listener(
             head += chunk
         stream.sendall(answer)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn, contextlib.suppress(OSError, ssl.SSLError):
-                serve_one(conn)
-
-    thread = threading.Thread(target=serve, name=f"http-{host}:{port}", daemon=True)
-    thread.start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=2.0)
-        server.close()
+    with threaded_listener(host, port, serve_one, f"http-{host}:{port}") as bound:
+        yield bound
